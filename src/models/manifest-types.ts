@@ -6,16 +6,7 @@
 export type Task = "regression" | "classification" | "anomaly";
 export type FillPolicy = "previous" | "linear";
 export type AggregateFn =
-  | "mean"
-  | "std"
-  | "min"
-  | "max"
-  | "rms"
-  | "slope"
-  | "p2p"
-  | "kurtosis"
-  | "skew"
-  | "crest";
+  "mean" | "std" | "min" | "max" | "rms" | "slope" | "p2p" | "kurtosis" | "skew" | "crest";
 export type Layout = "NTC" | "NCT" | "NF";
 export type OutputKind = "rul" | "probability" | "score" | "class";
 export type AlertOp = ">" | ">=" | "<" | "<=";

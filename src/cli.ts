@@ -1,0 +1,282 @@
+#!/usr/bin/env node
+/**
+ * The `vigil` command line (contract §1). Parses arguments, calls into the gateway or a tool,
+ * and sets the exit code: 0 done, 1 failed (with a one-line reason on stderr; for
+ * `check-config`, every problem), 2 wrong usage. `--help` works on every command.
+ */
+
+import path from "node:path";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { loadConfig } from "./config/load.js";
+import type { VigilConfig } from "./config/types.js";
+import { runDemo } from "./demo/demo.js";
+import { ConfigError, VigilError, errorMessage } from "./errors.js";
+import { Gateway } from "./gateway.js";
+import { createLogger, type Logger } from "./system/logger.js";
+import { VERSION } from "./system/version.js";
+import { runBatch, type DataFormat } from "./tools/batch.js";
+import { ProgressBar } from "./tools/progress.js";
+import { runReplay } from "./tools/replay.js";
+
+const EXIT_OK = 0;
+const EXIT_FAIL = 1;
+const EXIT_USAGE = 2;
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig["options"]>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+}
+
+class UsageError extends Error {}
+
+function required(values: Record<string, string | boolean | undefined>, name: string): string {
+  const v = values[name];
+  if (typeof v !== "string" || v === "") throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+function numberOption(
+  values: Record<string, string | boolean | undefined>,
+  name: string,
+  fallback: number,
+): number {
+  const v = values[name];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (typeof v !== "string" || !Number.isFinite(n) || n < 0)
+    throw new UsageError(`--${name} must be a number >= 0`);
+  return n;
+}
+
+function formatOption(values: Record<string, string | boolean | undefined>): DataFormat {
+  const f = required(values, "format");
+  if (f !== "cmapss" && f !== "csv") throw new UsageError(`--format must be cmapss or csv, got ${f}`);
+  return f;
+}
+
+function logFor(config: Pick<VigilConfig, "log">): Logger {
+  return createLogger({ level: config.log.level, format: config.log.format });
+}
+
+function toolLogger(): Logger {
+  return createLogger({ level: process.env.VIGIL_LOG_LEVEL ?? "warn", format: "auto" });
+}
+
+/** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
+function onSignals(log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = false;
+    const handler = (signal: NodeJS.Signals): void => {
+      if (seen) {
+        log.warn({ signal }, "second signal: exiting now");
+        process.exit(signal === "SIGINT" ? 130 : 143);
+      }
+      seen = true;
+      log.info({ signal }, "shutting down (send the signal again to exit at once)");
+      resolve();
+    };
+    process.on("SIGINT", handler);
+    process.on("SIGTERM", handler);
+  });
+}
+
+const commands: Record<string, Command> = {
+  run: {
+    summary: "run the gateway daemon",
+    usage: "vigil run --config FILE",
+    options: { config: { type: "string", short: "c" } },
+    async run(values) {
+      const config = loadConfig({ file: required(values, "config") });
+      const log = logFor(config);
+      const gateway = new Gateway(config, log);
+      const stop = onSignals(log);
+      await gateway.start();
+      await stop;
+      await gateway.stop();
+      return EXIT_OK;
+    },
+  },
+  demo: {
+    summary: "the gateway on embedded defaults with a simulated plant",
+    usage: "vigil demo [--config FILE] [--machines N] [--duration SECONDS]",
+    options: {
+      config: { type: "string", short: "c" },
+      machines: { type: "string" },
+      duration: { type: "string" },
+    },
+    async run(values) {
+      const overrides: Record<string, unknown> = {
+        "mqtt.embeddedBroker.enabled": true,
+      };
+      if (values.config === undefined) {
+        overrides.dataDir = path.join("data", "demo");
+        overrides.gatewayId = "demo";
+      }
+      if (values.machines !== undefined) overrides["demo.machines"] = numberOption(values, "machines", 6);
+      const config = loadConfig({
+        ...(typeof values.config === "string" ? { file: values.config } : {}),
+        overrides,
+      });
+      const log = logFor(config);
+      await runDemo({
+        config,
+        log,
+        durationS: numberOption(values, "duration", 0),
+        stopSignal: onSignals(log),
+      });
+      return EXIT_OK;
+    },
+  },
+  "check-config": {
+    summary: "validate a configuration file; print every problem",
+    usage: "vigil check-config --config FILE",
+    options: { config: { type: "string", short: "c" } },
+    async run(values) {
+      const file = required(values, "config");
+      try {
+        loadConfig({ file });
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          process.stderr.write(`${file}: ${err.issues.length} problem(s)\n`);
+          for (const i of err.issues) process.stderr.write(`  ${i.key}: ${i.message}\n`);
+          return EXIT_FAIL;
+        }
+        throw err;
+      }
+      process.stdout.write(`${file}: valid\n`);
+      return EXIT_OK;
+    },
+  },
+  replay: {
+    summary: "publish recorded data as live sensor readings",
+    usage:
+      "vigil replay --file F --format cmapss|csv --broker URL [--rate N] [--topic T] [--start MS] [--username U --password P]",
+    options: {
+      file: { type: "string" },
+      format: { type: "string" },
+      broker: { type: "string" },
+      rate: { type: "string" },
+      topic: { type: "string" },
+      start: { type: "string" },
+      username: { type: "string" },
+      password: { type: "string" },
+    },
+    async run(values) {
+      const bar = new ProgressBar("replay");
+      const result = await runReplay({
+        file: required(values, "file"),
+        format: formatOption(values),
+        brokerUrl: required(values, "broker"),
+        rate: numberOption(values, "rate", 0),
+        topic: typeof values.topic === "string" ? values.topic : "plant/{asset}/row",
+        startMs: numberOption(values, "start", Math.floor(Date.now() / 1000) * 1000),
+        ...(typeof values.username === "string" ? { username: values.username } : {}),
+        ...(typeof values.password === "string" ? { password: values.password } : {}),
+        progress: (d, t) => bar.update(d, t),
+      });
+      process.stderr.write(
+        `replayed ${result.messages} messages for ${result.assets} assets${result.skippedLines ? `, ${result.skippedLines} unreadable lines skipped` : ""}\n`,
+      );
+      return EXIT_OK;
+    },
+  },
+  batch: {
+    summary: "offline inference over recorded data, same windowing as live",
+    usage: "vigil batch --model DIR --file F --format cmapss|csv --out OUT.csv",
+    options: {
+      model: { type: "string" },
+      file: { type: "string" },
+      format: { type: "string" },
+      out: { type: "string" },
+    },
+    async run(values) {
+      const bar = new ProgressBar("batch");
+      const result = await runBatch({
+        modelDir: required(values, "model"),
+        file: required(values, "file"),
+        format: formatOption(values),
+        out: required(values, "out"),
+        log: toolLogger(),
+        progress: (d, t) => bar.update(d, t),
+      });
+      process.stderr.write(
+        `${result.predictions} predictions from ${result.rows} rows written to ${String(values.out)}${result.skippedLines ? ` (${result.skippedLines} unreadable lines skipped)` : ""}\n`,
+      );
+      return EXIT_OK;
+    },
+  },
+};
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    `vigil ${VERSION} — predictive-maintenance gateway`,
+    "",
+    "usage: vigil <command> [options]",
+    "",
+    "commands:",
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    "",
+    "vigil <command> --help shows a command's options. Exit codes: 0 ok, 1 failed, 2 usage.",
+  ].join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(`${mainHelp()}\n`);
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (name === "--version" || name === "-v") {
+    process.stdout.write(`${VERSION}\n`);
+    return EXIT_OK;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`vigil: unknown command "${name}"\n\n${mainHelp()}\n`);
+    return EXIT_USAGE;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    const opts = Object.keys(command.options)
+      .map((o) => `--${o}`)
+      .join(" ");
+    process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\noptions: ${opts} --help\n`);
+    return EXIT_OK;
+  }
+  try {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: command.options,
+      allowPositionals: true,
+      strict: true,
+    });
+    return await command.run(values as Record<string, string | boolean | undefined>, positionals);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`vigil ${name}: ${errorMessage(err)}\nusage: ${command.usage}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vigil ${name}: invalid configuration\n`);
+      for (const i of err.issues) process.stderr.write(`  ${i.key}: ${i.message}\n`);
+      return EXIT_FAIL;
+    }
+    const code = err instanceof VigilError ? ` [${err.code}]` : "";
+    process.stderr.write(`vigil ${name}: ${errorMessage(err).split("\n")[0] ?? ""}${code}\n`);
+    return EXIT_FAIL;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Anything left (sockets, timers) must not keep a finished command alive.
+    setTimeout(() => process.exit(code), 2_000).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`vigil: ${errorMessage(err)}\n`);
+    process.exit(EXIT_FAIL);
+  },
+);

@@ -1,0 +1,313 @@
+/**
+ * The configuration schema: every key Vigil reads, with its doc, format, default and
+ * environment override. This file is the single source of truth; `docs/configuration.md` is
+ * generated from it (`npm run docs:config`) and a test fails when the two disagree.
+ *
+ * Environment overrides are derived from the key path: `mqtt.embeddedBroker.port` is
+ * `VIGIL_MQTT_EMBEDDEDBROKER_PORT`. List-valued keys take JSON in the environment.
+ * Secrets may be given inline or as a `...File` key holding a path; the file wins.
+ */
+
+import os from "node:os";
+
+/** A leaf of the schema, in the shape convict expects (plus `env`, filled in below). */
+export interface Leaf {
+  doc: string;
+  format: unknown;
+  default: unknown;
+  env?: string;
+  sensitive?: boolean;
+  nullable?: boolean;
+  /** Whether a SIGHUP reload applies this key without a restart. */
+  reloadable?: boolean;
+}
+
+export type SchemaNode = Leaf | { [key: string]: SchemaNode };
+
+export function isLeaf(node: SchemaNode): node is Leaf {
+  return typeof node === "object" && node !== null && "doc" in node && "default" in node;
+}
+
+const leaf = (doc: string, format: unknown, def: unknown, extra: Partial<Leaf> = {}): Leaf => ({
+  doc,
+  format,
+  default: def,
+  ...extra,
+});
+
+const secret = (doc: string): Leaf => leaf(doc, String, "", { sensitive: true });
+const secretFile = (what: string): Leaf =>
+  leaf(`Path of a file holding ${what} (trailing newline trimmed); overrides the inline value.`, String, "");
+
+function defaultGatewayId(): string {
+  const cleaned = os.hostname().replace(/[^A-Za-z0-9_.-]/g, "-");
+  return cleaned.length > 0 ? cleaned : "vigil";
+}
+
+export const GATEWAY_ID_PATTERN = /^[A-Za-z0-9_.-]+$/;
+
+export const schema = {
+  gatewayId: leaf(
+    "This gateway's id, used in every topic and record. Letters, digits, `_`, `.` and `-`.",
+    "gateway-id",
+    defaultGatewayId(),
+  ),
+  dataDir: leaf(
+    "Folder for the SQLite store and installed models; created if missing. Relative paths are taken from the working directory.",
+    "non-empty-string",
+    "./data",
+  ),
+  log: {
+    level: leaf(
+      "Log level: trace, debug, info, warn, error, fatal or silent.",
+      ["trace", "debug", "info", "warn", "error", "fatal", "silent"],
+      "info",
+      { reloadable: true },
+    ),
+    format: leaf(
+      "`json` (one object a line, for journald and log shippers), `pretty` (for people), or `auto`: pretty on a terminal, JSON otherwise.",
+      ["auto", "json", "pretty"],
+      "auto",
+    ),
+    rejectIntervalMs: leaf(
+      "At most one log line per reject reason in this interval; the line says how many were suppressed.",
+      "positive-int",
+      10_000, // 10 s
+      { reloadable: true },
+    ),
+  },
+  mqtt: {
+    url: leaf(
+      "The plant broker, `mqtt://host:port` or `mqtts://host:port`. Ignored when the embedded broker is enabled (the agent then connects to it).",
+      "mqtt-url",
+      "mqtt://127.0.0.1:1883",
+    ),
+    username: leaf("Username for the plant broker.", String, ""),
+    password: secret("Password for the plant broker."),
+    passwordFile: secretFile("the plant broker password"),
+    clientId: leaf("MQTT client id; empty means `vigil-<gatewayId>`.", String, ""),
+    baseTopic: leaf(
+      "Prefix of every topic the gateway publishes: `<baseTopic>/<gatewayId>/...`.",
+      "topic-level",
+      "vigil",
+    ),
+    keepaliveS: leaf("MQTT keep-alive in seconds.", "positive-int", 30),
+    connectTimeoutMs: leaf("How long one connection attempt may take.", "positive-int", 10_000),
+    reconnect: {
+      minDelayMs: leaf(
+        "First reconnect delay after the broker is lost; doubles on each failure.",
+        "positive-int",
+        1_000,
+      ),
+      maxDelayMs: leaf("Longest reconnect delay.", "positive-int", 30_000),
+    },
+    tls: {
+      caFile: leaf(
+        "PEM file of the CA(s) that sign the broker's certificate (mqtts). Empty: system CAs.",
+        String,
+        "",
+      ),
+      certFile: leaf("PEM client certificate for mutual TLS.", String, ""),
+      keyFile: leaf("PEM private key of the client certificate.", String, ""),
+      rejectUnauthorized: leaf(
+        "Verify the broker's certificate. Turn off only for a test broker.",
+        Boolean,
+        true,
+      ),
+      servername: leaf("TLS server name (SNI) when it differs from the URL host.", String, ""),
+    },
+    embeddedBroker: {
+      enabled: leaf("Run an MQTT broker (aedes) inside the agent for sensors to publish to.", Boolean, false),
+      host: leaf(
+        "Address the embedded broker binds. Any address other than loopback requires username and password.",
+        "non-empty-string",
+        "127.0.0.1",
+      ),
+      port: leaf("Port of the embedded broker; 0 picks a free one.", "port", 1883),
+      username: leaf("Username clients must present to the embedded broker.", String, ""),
+      password: secret("Password clients must present to the embedded broker."),
+      passwordFile: secretFile("the embedded broker password"),
+    },
+  },
+  ingest: {
+    subscriptions: leaf(
+      'Topics to read sensor readings from: a list of `{"topic", "format", "qos"}`. `topic` is a template with `{asset}` and optionally `{signal}` placeholders (whole levels or parts of levels); `format` is `json` (default) or `number`; `qos` 0 (default) or 1.',
+      "subscriptions",
+      [{ topic: "plant/{asset}/{signal}", format: "json", qos: 0 }],
+    ),
+    maxPayloadBytes: leaf(
+      "Larger payloads are dropped and counted (`payload_too_large`).",
+      "positive-int",
+      65_536,
+    ), // 64 KiB
+    maxBatchItems: leaf(
+      "Most readings one payload may carry (array items, or keys of `values`); more: `batch_too_large`.",
+      "positive-int",
+      1_000,
+    ),
+    maxAssets: leaf(
+      "Most distinct assets; readings of further assets: `too_many_assets`.",
+      "positive-int",
+      10_000,
+    ),
+    maxSignalsPerAsset: leaf(
+      "Most distinct signals per asset; further ones: `too_many_signals`.",
+      "positive-int",
+      256,
+    ),
+    maxReadingsPerSecond: leaf(
+      "Readings accepted per second over all assets (token bucket, one second of burst); 0 = unlimited.",
+      "nat",
+      200_000,
+    ),
+    maxReadingsPerSecondPerAsset: leaf(
+      "Readings accepted per second for one asset; 0 = unlimited.",
+      "nat",
+      5_000,
+    ),
+    maxFutureMs: leaf(
+      "Readings whose `ts` is further than this ahead of the gateway's clock are dropped (`future_ts`), so one bad clock cannot push windows into the future; 0 = off.",
+      "nat",
+      86_400_000, // 1 day
+    ),
+  },
+  window: {
+    allowedLatenessMs: leaf(
+      "Time windows close this long (in event time) after their end, to wait for readings that arrive out of order.",
+      "nat",
+      0,
+    ),
+    maxCatchUpWindows: leaf(
+      "When event time jumps, emit at most this many time windows per asset and model; older ones are skipped and counted (`gap`).",
+      "positive-int",
+      1_000,
+    ),
+    maxPendingRows: leaf(
+      "Rows per asset still waiting for some of their signals (count windows); beyond it the oldest is dropped (`incomplete_row`).",
+      "positive-int",
+      64,
+    ),
+  },
+  models: {
+    dir: leaf(
+      "Folder of shipped model packages (`<name>/<version>/manifest.json`).",
+      "non-empty-string",
+      "models",
+    ),
+    trustedKeys: leaf(
+      "Paths of Ed25519 public keys (PEM, SPKI) allowed to sign packages.",
+      "string-array",
+      [],
+    ),
+    requireSignature: leaf(
+      "Require a valid signature for packages installed over the air or with `vigil models install`.",
+      Boolean,
+      true,
+    ),
+    bindings: leaf(
+      'Which models an asset runs: a list of `{"assets": "<glob>", "models": ["<name>", ...]}`; the first binding whose glob (`*`, `?`) matches an asset decides. Assets that match none run every model whose signals they publish.',
+      "bindings",
+      [],
+    ),
+  },
+  inference: {
+    executionProviders: leaf(
+      "`auto`, or an ordered list of execution providers to try (`cpu`, `webgpu`, `cuda`, `tensorrt`). This version runs `cpu`.",
+      "providers",
+      "auto",
+    ),
+    maxBatch: leaf("Most windows of one model in one inference call.", "positive-int", 64),
+    intraOpThreads: leaf("ONNX Runtime intra-op threads per session; 0 = ONNX Runtime's default.", "nat", 1),
+    graphOptimizationLevel: leaf(
+      "ONNX Runtime graph optimisation level.",
+      ["disabled", "basic", "extended", "all"],
+      "all",
+    ),
+  },
+  outputs: {
+    predictionsQos: leaf("QoS of published predictions.", [0, 1, 2], 0),
+    alertsQos: leaf("QoS of published alerts (at least 1).", [1, 2], 1),
+    statusIntervalMs: leaf(
+      "How often the retained status (with counters) is republished.",
+      "positive-int",
+      60_000, // 1 minute
+    ),
+  },
+  store: {
+    path: leaf("SQLite database file; empty means `<dataDir>/vigil.db`.", String, ""),
+    synchronous: leaf(
+      "SQLite `synchronous` in WAL mode: `full` (a commit survives a power cut; the default, because a record a subscriber has seen must not be lost) or `normal` (fewer fsyncs; the last commits may be lost on power loss, never on a crash of the agent).",
+      ["full", "normal"],
+      "full",
+    ),
+  },
+  sync: {
+    destinations: leaf(
+      'Cloud destinations: a list of `{"type": "http", "url", "token"?, "tokenFile"?, "gzip"?}` or `{"type": "mqtt", "url", "topicPrefix"?, ...}`. Records are kept in the store until delivered (sync ships in a later release).',
+      "destinations",
+      [],
+    ),
+  },
+  http: {
+    enabled: leaf("Serve the local HTTP API.", Boolean, true),
+    host: leaf(
+      "Address of the local HTTP API; any address other than loopback requires `http.token`.",
+      "non-empty-string",
+      "127.0.0.1",
+    ),
+    port: leaf("Port of the local HTTP API; 0 picks a free one.", "port", 8080),
+    token: secret("Bearer token required by the local API when it is not on loopback."),
+    tokenFile: secretFile("the local API token"),
+  },
+  demo: {
+    machines: leaf("Simulated machines in `vigil demo`.", "positive-int", 6),
+    sampleIntervalMs: leaf(
+      "How often each simulated machine publishes one row of every signal (the shipped pump-health model was trained on 1 s).",
+      "positive-int",
+      1_000,
+    ),
+    meanLifeS: leaf(
+      "Mean time from new to failure of a simulated machine (the demo runs fast so that failures show within minutes).",
+      "positive-int",
+      300,
+    ),
+    seed: leaf("Seed of the simulated plant; the same seed gives the same machines.", "nat", 7),
+  },
+} satisfies Record<string, SchemaNode>;
+
+/** Environment variable name for a key path: `mqtt.url` -> `VIGIL_MQTT_URL`. */
+export function envName(path: string): string {
+  return `VIGIL_${path.replace(/\./g, "_").toUpperCase()}`;
+}
+
+/** Visit every leaf with its dotted path. */
+export function walkLeaves(node: SchemaNode, visit: (path: string, leaf: Leaf) => void, prefix = ""): void {
+  for (const [key, child] of Object.entries(node as Record<string, SchemaNode>)) {
+    const path = prefix === "" ? key : `${prefix}.${key}`;
+    if (isLeaf(child)) visit(path, child);
+    else walkLeaves(child, visit, path);
+  }
+}
+
+/** The schema with `env` set on every leaf, ready for convict. */
+export function schemaWithEnv(): Record<string, SchemaNode> {
+  const copy = structuredCloneSchema(schema);
+  walkLeaves(copy, (path, l) => {
+    l.env = envName(path);
+  });
+  return copy;
+}
+
+function structuredCloneSchema(node: Record<string, SchemaNode>): Record<string, SchemaNode> {
+  const out: Record<string, SchemaNode> = {};
+  for (const [key, child] of Object.entries(node)) {
+    out[key] = isLeaf(child)
+      ? { ...child, default: cloneValue(child.default) }
+      : structuredCloneSchema(child as Record<string, SchemaNode>);
+  }
+  return out;
+}
+
+function cloneValue(v: unknown): unknown {
+  return v !== null && typeof v === "object" ? (JSON.parse(JSON.stringify(v)) as unknown) : v;
+}

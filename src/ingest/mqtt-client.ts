@@ -1,0 +1,233 @@
+/**
+ * The MQTT connection, behind our own small interface. The only importer of `mqtt`.
+ *
+ * Contract: `MqttConnection.start()` creates the client and returns without waiting for the
+ * broker: a broker that is down is retried forever with exponential backoff (doubling from
+ * `reconnect.minDelayMs` to `reconnect.maxDelayMs`, with ±20 % jitter), and subscriptions are
+ * renewed on every reconnect. `publish` resolves once the message is handed to the socket
+ * (QoS 0) or acknowledged (QoS 1/2); QoS 0 messages are not queued while offline (the store
+ * keeps everything; an unbounded memory queue would not), QoS 1/2 ones are. `stop()` sends
+ * an optional last message, then disconnects cleanly, and never throws.
+ * A message handler that throws is caught and logged; it never reaches the client.
+ */
+
+import fs from "node:fs";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../system/logger.js";
+
+export interface MqttConnectionOptions {
+  url: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+  keepaliveS: number;
+  connectTimeoutMs: number;
+  reconnect: { minDelayMs: number; maxDelayMs: number };
+  tls?: {
+    caFile?: string;
+    certFile?: string;
+    keyFile?: string;
+    rejectUnauthorized?: boolean;
+    servername?: string;
+  };
+  will?: { topic: string; payload: string; retain: boolean; qos: 0 | 1 | 2 };
+}
+
+export interface Subscription {
+  filter: string;
+  qos: 0 | 1;
+}
+
+export type MessageHandler = (topic: string, payload: Buffer) => void;
+
+export interface ConnectionState {
+  connected: boolean;
+  /** Successful connections since start (1 after the first, 2 after one reconnect, …). */
+  connects: number;
+  lastError?: string;
+}
+
+export class MqttConnection {
+  private client: MqttClient | undefined;
+  private failures = 0;
+  private state: ConnectionState = { connected: false, connects: 0 };
+  private readonly connectListeners: (() => void)[] = [];
+  private readonly subscriptions: Subscription[] = [];
+  private stopping = false;
+
+  constructor(
+    private readonly options: MqttConnectionOptions,
+    private readonly onMessage: MessageHandler,
+    private readonly log: Logger,
+  ) {}
+
+  /** Next reconnect delay: exponential in consecutive failures, capped, with jitter. */
+  private nextDelayMs(): number {
+    const { minDelayMs, maxDelayMs } = this.options.reconnect;
+    const base = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(this.failures, 30));
+    this.failures++;
+    return Math.max(1, Math.round(base * (0.8 + Math.random() * 0.4)));
+  }
+
+  start(): void {
+    const o = this.options;
+    const tls = o.tls ?? {};
+    const clientOptions: IClientOptions = {
+      clientId: o.clientId,
+      keepalive: o.keepaliveS,
+      connectTimeout: o.connectTimeoutMs,
+      reconnectPeriod: o.reconnect.minDelayMs,
+      clean: true,
+      resubscribe: true,
+      queueQoSZero: false,
+      protocolVersion: 4,
+      ...(o.username ? { username: o.username } : {}),
+      ...(o.password ? { password: o.password } : {}),
+      ...(tls.caFile ? { ca: fs.readFileSync(tls.caFile) } : {}),
+      ...(tls.certFile ? { cert: fs.readFileSync(tls.certFile) } : {}),
+      ...(tls.keyFile ? { key: fs.readFileSync(tls.keyFile) } : {}),
+      ...(tls.servername ? { servername: tls.servername } : {}),
+      rejectUnauthorized: tls.rejectUnauthorized ?? true,
+      ...(o.will
+        ? {
+            will: {
+              topic: o.will.topic,
+              payload: Buffer.from(o.will.payload),
+              retain: o.will.retain,
+              qos: o.will.qos,
+            },
+          }
+        : {}),
+    };
+    const client = mqtt.connect(o.url, clientOptions);
+    this.client = client;
+    // Runs before mqtt.js schedules the reconnect timer (its own 'close' listener comes later).
+    client.prependListener("close", () => {
+      if (this.state.connected && !this.stopping) this.log.warn({ url: o.url }, "disconnected from broker");
+      this.state.connected = false;
+      client.options.reconnectPeriod = this.nextDelayMs();
+    });
+    client.on("connect", () => {
+      this.failures = 0;
+      this.state = { connected: true, connects: this.state.connects + 1 };
+      client.options.reconnectPeriod = o.reconnect.minDelayMs;
+      this.log.info(
+        { url: o.url, clientId: o.clientId, connects: this.state.connects },
+        "connected to broker",
+      );
+      if (this.state.connects > 1) this.renewSubscriptions();
+      for (const listener of this.connectListeners) {
+        try {
+          listener();
+        } catch (err) {
+          this.log.error({ err }, "connect listener failed");
+        }
+      }
+    });
+    client.on("error", (err) => {
+      this.state.lastError = errorMessage(err);
+      this.log.warn({ url: o.url, err: errorMessage(err) }, "broker connection error");
+    });
+    client.on("message", (topic, payload) => {
+      try {
+        this.onMessage(topic, payload);
+      } catch (err) {
+        this.log.error({ err, topic }, "message handler failed; message dropped");
+      }
+    });
+  }
+
+  /** Called on every (re)connection, after subscriptions are renewed. */
+  onConnect(listener: () => void): void {
+    this.connectListeners.push(listener);
+  }
+
+  connectionState(): ConnectionState {
+    return { ...this.state };
+  }
+
+  /** Subscribe now (or when connected); remembered and renewed after every reconnect. */
+  subscribe(subs: readonly Subscription[]): void {
+    this.subscriptions.push(...subs);
+    this.sendSubscribe(subs);
+  }
+
+  private renewSubscriptions(): void {
+    // mqtt.js resubscribes by itself only for subscriptions acknowledged before the loss;
+    // sending ours again is harmless (SUBSCRIBE is idempotent) and covers the rest.
+    this.sendSubscribe(this.subscriptions);
+  }
+
+  private sendSubscribe(subs: readonly Subscription[]): void {
+    const client = this.client;
+    if (!client || subs.length === 0) return;
+    const map: Record<string, { qos: 0 | 1 }> = {};
+    for (const s of subs) map[s.filter] = { qos: s.qos };
+    client.subscribe(map, (err, granted) => {
+      if (err) {
+        this.log.warn({ err: errorMessage(err) }, "subscribe failed; will retry on reconnect");
+        return;
+      }
+      const refused = (granted ?? []).filter((g) => g.qos === 128);
+      if (refused.length > 0)
+        this.log.error({ topics: refused.map((g) => g.topic) }, "broker refused subscriptions");
+      else this.log.debug({ topics: Object.keys(map) }, "subscribed");
+    });
+  }
+
+  unsubscribeAll(): Promise<void> {
+    const client = this.client;
+    const filters = this.subscriptions.map((s) => s.filter);
+    this.subscriptions.length = 0;
+    if (!client || filters.length === 0 || !client.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      client.unsubscribe(filters, () => resolve());
+    });
+  }
+
+  publish(
+    topic: string,
+    payload: string | Buffer,
+    options: { qos: 0 | 1 | 2; retain?: boolean },
+  ): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new Error("MQTT connection not started"));
+    return new Promise((resolve, reject) => {
+      client.publish(topic, payload, { qos: options.qos, retain: options.retain ?? false }, (err) => {
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+  }
+
+  /** Disconnect cleanly (sending `last` first if connected). Never throws. */
+  async stop(last?: { topic: string; payload: string; retain: boolean; qos: 0 | 1 }): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    this.stopping = true;
+    if (last && client.connected) {
+      await this.publish(last.topic, last.payload, { qos: last.qos, retain: last.retain }).catch(
+        () => undefined,
+      );
+    }
+    await new Promise<void>((resolve) => {
+      client.end(false, {}, () => resolve());
+    });
+    this.client = undefined;
+  }
+}
+
+/** Connect once and wait for CONNACK (for short-lived tools such as `vigil replay`). */
+export async function connectOnce(
+  url: string,
+  options: { clientId?: string; username?: string; password?: string } = {},
+): Promise<MqttClient> {
+  return mqtt.connectAsync(url, {
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    ...(options.clientId ? { clientId: options.clientId } : {}),
+    ...(options.username ? { username: options.username } : {}),
+    ...(options.password ? { password: options.password } : {}),
+  });
+}

@@ -1,0 +1,139 @@
+/**
+ * The set of model packages the gateway knows, and which of them serve.
+ *
+ * Contract: `scan(dir)` finds every folder holding a `manifest.json` (at depth 1 to 3, e.g.
+ * `models/<name>/<version>/`), loads each with every check of `loadPackage`, and serves the
+ * highest valid version of each package name. A package that fails a check is kept in the
+ * list with state `failed` and its reason; it never serves, and it never stops the others.
+ * Lower valid versions are `standby` (their sessions are released until needed).
+ */
+
+import type { Dirent } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import type { PackageError } from "../errors.js";
+import { errorMessage } from "../errors.js";
+import type { InferenceBackend, SessionOptions } from "../inference/ort.js";
+import type { Logger } from "../system/logger.js";
+import type { LoadedModel } from "./package.js";
+import { loadPackage, readManifest } from "./package.js";
+import { compareSemver } from "./semver.js";
+
+export type PackageState = "serving" | "standby" | "failed";
+
+export interface PackageStatus {
+  name: string;
+  version: string;
+  dir: string;
+  state: PackageState;
+  provider?: string;
+  error?: string;
+  errorCode?: string;
+  errorField?: string;
+}
+
+async function findPackageDirs(root: string, depth = 3): Promise<string[]> {
+  let entries: Dirent[];
+  try {
+    entries = await fs.readdir(root, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  if (entries.some((e) => e.isFile() && e.name === "manifest.json")) return [root];
+  if (depth === 0) return [];
+  const found: string[] = [];
+  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (e.isDirectory() && !e.name.startsWith("."))
+      found.push(...(await findPackageDirs(path.join(root, e.name), depth - 1)));
+  }
+  return found;
+}
+
+export class ModelRegistry {
+  private serving = new Map<string, LoadedModel>();
+  private statuses: PackageStatus[] = [];
+
+  constructor(
+    private readonly backend: InferenceBackend,
+    private readonly sessionOptions: SessionOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Load every package under `dir`. Never throws for a bad package. */
+  async scan(dir: string): Promise<void> {
+    const dirs = await findPackageDirs(path.resolve(dir));
+    if (dirs.length === 0) this.log.warn({ dir }, "no model packages found; nothing will be predicted");
+    const loaded: LoadedModel[] = [];
+    const statuses: PackageStatus[] = [];
+    for (const d of dirs) {
+      try {
+        const model = await loadPackage(d, this.backend, this.sessionOptions);
+        loaded.push(model);
+      } catch (err) {
+        const e = err as PackageError;
+        const manifest = await readManifest(d).catch(() => undefined);
+        const status: PackageStatus = {
+          name: manifest?.name ?? path.basename(path.dirname(d)),
+          version: manifest?.version ?? path.basename(d),
+          dir: d,
+          state: "failed",
+          error: errorMessage(err),
+          ...(e.code ? { errorCode: e.code } : {}),
+          ...(e.field ? { errorField: e.field } : {}),
+        };
+        statuses.push(status);
+        this.log.error({ dir: d, code: e.code, field: e.field }, `model package rejected: ${status.error}`);
+      }
+    }
+    const byName = new Map<string, LoadedModel[]>();
+    for (const m of loaded) byName.set(m.manifest.name, [...(byName.get(m.manifest.name) ?? []), m]);
+    for (const [name, versions] of byName) {
+      versions.sort((a, b) => compareSemver(b.manifest.version, a.manifest.version));
+      const [best, ...rest] = versions;
+      if (!best) continue;
+      this.serving.set(name, best);
+      statuses.push({
+        name,
+        version: best.manifest.version,
+        dir: best.dir,
+        state: "serving",
+        provider: best.session.provider,
+      });
+      this.log.info(
+        { model: best.key, provider: best.session.provider, dir: best.dir },
+        `model ${best.key} serving (self-test passed)`,
+      );
+      for (const r of rest) {
+        statuses.push({
+          name,
+          version: r.manifest.version,
+          dir: r.dir,
+          state: "standby",
+          provider: r.session.provider,
+        });
+        await r.session.release().catch(() => undefined);
+      }
+    }
+    this.statuses = statuses.sort(
+      (a, b) => a.name.localeCompare(b.name) || compareSemver(b.version, a.version),
+    );
+  }
+
+  /** Models serving now, in name order. */
+  active(): LoadedModel[] {
+    return [...this.serving.values()].sort((a, b) => a.manifest.name.localeCompare(b.manifest.name));
+  }
+
+  get(name: string): LoadedModel | undefined {
+    return this.serving.get(name);
+  }
+
+  status(): PackageStatus[] {
+    return this.statuses.map((s) => ({ ...s }));
+  }
+
+  async close(): Promise<void> {
+    for (const m of this.serving.values()) await m.session.release().catch(() => undefined);
+    this.serving.clear();
+  }
+}

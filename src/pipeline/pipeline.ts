@@ -1,0 +1,385 @@
+/**
+ * The data path from an MQTT message to a model's inference queue.
+ *
+ * Contract: `handleMessage(topic, payload, arrivalMs)` never throws and never blocks on I/O.
+ * It drops, counts and (rate-limited) logs anything bad — oversize payloads, unknown topics,
+ * undecodable payloads, readings over the limits, and readings the windows refuse — and
+ * passes every accepted reading to the windows of each model its asset runs. Completed
+ * windows are preprocessed exactly as the manifest says and queued on the model's runner.
+ *
+ * Which models an asset runs: if a `models.bindings` entry's glob matches the asset, the
+ * models it names; otherwise every serving model whose `input.signals` the asset publishes.
+ * "Publishes" is learnt from the readings: a model joins an asset when the asset has sent
+ * every one of its signals. So that per-signal topics lose no first row, a model also counts
+ * as joined while the asset is young (fewer than `maxPendingRows` distinct timestamps); after
+ * that, a model whose signals the asset does not all send is left out (logged once) and its
+ * half-built rows or windows are discarded.
+ */
+
+import { errorMessage } from "../errors.js";
+import { decodePayload } from "../ingest/decode.js";
+import { IngestLimits } from "../ingest/limits.js";
+import { RejectCounter, RejectLogger } from "../ingest/reject-log.js";
+import { TopicRouter, type Subscription } from "../ingest/topics.js";
+import type { LoadedModel } from "../models/package.js";
+import type { Clock } from "../system/clock.js";
+import type { Logger } from "../system/logger.js";
+import type { Store } from "../store/types.js";
+import type { Reading, Reject } from "../types.js";
+import { CountWindow } from "../window/count-window.js";
+import { InputBuilder } from "../window/preprocess.js";
+import { RowAssembler, type RowConsumer } from "../window/row-assembler.js";
+import { TimeWindow } from "../window/time-window.js";
+import { addWindowStats, newWindowStats, type EmittedWindow, type WindowStats } from "../window/types.js";
+import { ModelRunner, type RecordSink, type RunnerCounters } from "./runner.js";
+
+export interface PipelineOptions {
+  gatewayId: string;
+  /** Topics under this root are the gateway's own and are never read as readings. */
+  ownTopicRoot: string;
+  subscriptions: readonly Subscription[];
+  limits: {
+    maxPayloadBytes: number;
+    maxBatchItems: number;
+    maxAssets: number;
+    maxSignalsPerAsset: number;
+    maxReadingsPerSecond: number;
+    maxReadingsPerSecondPerAsset: number;
+    maxFutureMs: number;
+  };
+  window: { allowedLatenessMs: number; maxCatchUpWindows: number; maxPendingRows: number };
+  bindings: readonly { assets: string; models: readonly string[] }[];
+  maxBatch: number;
+  /** Windows waiting per model before the oldest is dropped. */
+  maxQueuedWindows: number;
+  rejectLogIntervalMs: number;
+}
+
+interface ServedModel {
+  model: LoadedModel;
+  runner: ModelRunner;
+  builder: InputBuilder;
+  signals: ReadonlySet<string>;
+}
+
+interface AssetState {
+  seen: Set<string>;
+  distinctTs: number;
+  maxTsMs: number;
+  /** Models this asset runs (by name), resolved from bindings or learnt from its signals. */
+  bound: ServedModel[] | undefined;
+  /** Models left out for this asset (logged once). */
+  leftOut: Set<string>;
+  counts: Map<string, CountWindow>;
+  times: Map<string, TimeWindow>;
+}
+
+function globToRegExp(glob: string): RegExp {
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
+  return new RegExp(`^${escaped}$`);
+}
+
+export interface PipelineStats {
+  payloads: number;
+  readingsAccepted: number;
+  rejected: Record<string, number>;
+  /** Count and time windows: emitted, skipped, readings/rows refused. */
+  windows: WindowStats;
+  /** Row assembly for count windows: rows delivered, readings refused. */
+  rows: WindowStats;
+  assets: number;
+  models: Record<string, RunnerCounters & { queued: number }>;
+}
+
+export class Pipeline {
+  private readonly router: TopicRouter;
+  private readonly limits: IngestLimits;
+  private readonly rejects = new RejectCounter();
+  private readonly rejectLog: RejectLogger;
+  private readonly rows: RowAssembler;
+  private readonly bindings: { pattern: RegExp; models: readonly string[] }[];
+  private readonly served = new Map<string, ServedModel>();
+  private readonly assets = new Map<string, AssetState>();
+  /** Stats of windows that were discarded (assets forgotten, models left out), so totals only grow. */
+  private readonly retiredWindowStats = newWindowStats();
+  private payloads = 0;
+  private readingsAccepted = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly options: PipelineOptions,
+    models: readonly LoadedModel[],
+    store: Store,
+    sink: RecordSink,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.router = new TopicRouter(options.subscriptions);
+    this.limits = new IngestLimits(clock, options.limits);
+    this.rejectLog = new RejectLogger(log, clock, { intervalMs: options.rejectLogIntervalMs });
+    this.rows = new RowAssembler({ maxPendingRows: options.window.maxPendingRows });
+    this.bindings = options.bindings.map((b) => ({ pattern: globToRegExp(b.assets), models: b.models }));
+    const states = store.alertStates();
+    for (const model of models) {
+      const runner = new ModelRunner(
+        model,
+        store,
+        sink,
+        { gatewayId: options.gatewayId, maxBatch: options.maxBatch, maxQueued: options.maxQueuedWindows },
+        log.child({ model: model.key }),
+      );
+      runner.restoreAlertStates(states);
+      this.served.set(model.manifest.name, {
+        model,
+        runner,
+        builder: new InputBuilder(model.manifest.input),
+        signals: new Set(model.manifest.input.signals),
+      });
+    }
+  }
+
+  /** Topic filters to subscribe to. */
+  filters(): { filter: string; qos: 0 | 1 }[] {
+    return this.router.filters().map((f) => ({ filter: f.filter, qos: f.qos === 0 ? 0 : 1 }));
+  }
+
+  /** Handle one MQTT message. Never throws. */
+  handleMessage(topic: string, payload: Buffer, arrivalMs: number = this.clock.nowMs()): void {
+    if (this.stopped) return;
+    this.payloads++;
+    try {
+      if (topic === this.options.ownTopicRoot || topic.startsWith(`${this.options.ownTopicRoot}/`)) {
+        this.reject({ reason: "own_topic", count: 1, detail: topic });
+        return;
+      }
+      if (payload.length > this.options.limits.maxPayloadBytes) {
+        this.reject({ reason: "payload_too_large", count: 1, detail: `${payload.length} bytes on ${topic}` });
+        return;
+      }
+      const routed = this.router.route(topic);
+      if (!routed.ok) {
+        this.reject(routed.reject);
+        return;
+      }
+      const { route } = routed;
+      const decoded = decodePayload(payload, {
+        format: route.format,
+        asset: route.asset,
+        ...(route.signal !== undefined ? { signal: route.signal } : {}),
+        arrivalMs,
+        maxBatchItems: this.options.limits.maxBatchItems,
+      });
+      for (const r of decoded.rejects) this.reject({ ...r, asset: r.asset ?? route.asset });
+      this.handleReadings(decoded.readings, arrivalMs);
+    } catch (err) {
+      // A bug, not bad data: log it, keep the agent alive.
+      this.log.error(
+        { topic, err: errorMessage(err) },
+        "unexpected error handling a message; message dropped",
+      );
+    }
+  }
+
+  /** Admit readings through the limits and feed the windows (also used by `vigil batch`). */
+  handleReadings(readings: readonly Reading[], arrivalMs: number): void {
+    for (const reading of readings) {
+      const refused = this.limits.admit(reading, arrivalMs);
+      if (refused !== null) {
+        this.reject({
+          reason: refused,
+          count: 1,
+          asset: reading.asset,
+          detail: `${reading.asset}/${reading.signal}`,
+        });
+        continue;
+      }
+      this.readingsAccepted++;
+      this.feed(reading);
+    }
+  }
+
+  private reject(r: Reject): void {
+    this.rejects.add(r);
+    this.rejectLog.log(r);
+  }
+
+  private assetState(asset: string): AssetState {
+    let st = this.assets.get(asset);
+    if (!st) {
+      st = {
+        seen: new Set(),
+        distinctTs: 0,
+        maxTsMs: Number.NEGATIVE_INFINITY,
+        bound: undefined,
+        leftOut: new Set(),
+        counts: new Map(),
+        times: new Map(),
+      };
+      this.assets.set(asset, st);
+    }
+    return st;
+  }
+
+  /** The models this asset runs now (bindings, or learnt from the signals it sends). */
+  private modelsFor(asset: string, st: AssetState): ServedModel[] {
+    if (st.bound) return st.bound;
+    const binding = this.bindings.find((b) => b.pattern.test(asset));
+    if (binding) {
+      st.bound = binding.models.flatMap((name) => {
+        const m = this.served.get(name);
+        if (!m) this.log.warn({ asset, model: name }, "binding names a model that is not serving");
+        return m ? [m] : [];
+      });
+      return st.bound;
+    }
+    const young = st.distinctTs < this.options.window.maxPendingRows;
+    const out: ServedModel[] = [];
+    let settled = true;
+    for (const m of this.served.values()) {
+      const all = [...m.signals].every((s) => st.seen.has(s));
+      if (all) {
+        out.push(m);
+        continue;
+      }
+      const some = [...m.signals].some((s) => st.seen.has(s));
+      if (young) {
+        settled = false;
+        if (some) out.push(m);
+      } else if (some && !st.leftOut.has(m.model.manifest.name)) {
+        st.leftOut.add(m.model.manifest.name);
+        this.discard(st, m.model.manifest.name);
+        this.log.warn(
+          { asset, model: m.model.key, missing: [...m.signals].filter((s) => !st.seen.has(s)) },
+          "asset does not send every signal of this model; not running it for this asset",
+        );
+      }
+    }
+    // Once past the young phase with every served model decided, the answer only changes when
+    // a new signal appears (see feed), so it can be cached.
+    if (settled && !young) st.bound = out;
+    return out;
+  }
+
+  private discard(st: AssetState, name: string): void {
+    const c = st.counts.get(name);
+    if (c) addWindowStats(this.retiredWindowStats, c.stats);
+    const t = st.times.get(name);
+    if (t) addWindowStats(this.retiredWindowStats, t.stats);
+    st.counts.delete(name);
+    st.times.delete(name);
+  }
+
+  private feed(reading: Reading): void {
+    const st = this.assetState(reading.asset);
+    if (!st.seen.has(reading.signal)) {
+      st.seen.add(reading.signal);
+      if (!this.bindings.some((b) => b.pattern.test(reading.asset))) {
+        st.bound = undefined; // a new signal may complete a model
+        st.leftOut.clear();
+      }
+    }
+    if (reading.tsMs > st.maxTsMs) {
+      st.maxTsMs = reading.tsMs;
+      st.distinctTs++;
+    }
+    const models = this.modelsFor(reading.asset, st).filter((m) => m.signals.has(reading.signal));
+    if (models.length === 0) return;
+
+    const consumers: RowConsumer[] = [];
+    for (const m of models) {
+      const spec = m.model.manifest.input.window;
+      if (spec.type === "count") {
+        consumers.push({ key: m.model.manifest.name, signals: m.model.manifest.input.signals });
+      } else {
+        let tw = st.times.get(m.model.manifest.name);
+        if (!tw) {
+          tw = new TimeWindow(spec, m.model.manifest.input.signals, {
+            allowedLatenessMs: this.options.window.allowedLatenessMs,
+            maxCatchUpWindows: this.options.window.maxCatchUpWindows,
+          });
+          st.times.set(m.model.manifest.name, tw);
+        }
+        const res = tw.push({ signal: reading.signal, tsMs: reading.tsMs, value: reading.value });
+        if (res.reject)
+          this.reject({
+            reason: res.reject,
+            count: 1,
+            asset: reading.asset,
+            detail: `${reading.asset}/${reading.signal}@${reading.tsMs}`,
+          });
+        for (const w of res.windows) this.emit(m, reading.asset, w);
+      }
+    }
+    if (consumers.length === 0) return;
+    const assembled = this.rows.add(reading, consumers);
+    for (const r of assembled.rejects) this.reject({ ...r, asset: r.asset ?? reading.asset });
+    for (const row of assembled.rows) {
+      const m = this.served.get(row.key);
+      if (!m || m.model.manifest.input.window.type !== "count") continue;
+      let cw = st.counts.get(row.key);
+      if (!cw) {
+        cw = new CountWindow(m.model.manifest.input.window, m.model.manifest.input.signals.length);
+        st.counts.set(row.key, cw);
+      }
+      const res = cw.push(row.tsMs, row.values);
+      if (res.reject)
+        this.reject({
+          reason: res.reject,
+          count: 1,
+          asset: reading.asset,
+          detail: `${reading.asset} row @${row.tsMs}`,
+        });
+      if (res.window) this.emit(m, reading.asset, res.window);
+    }
+  }
+
+  private emit(m: ServedModel, asset: string, window: EmittedWindow): void {
+    m.runner.enqueue({ asset, window, input: m.builder.build(window.matrix) });
+  }
+
+  /** Stop taking messages; finish every window already emitted (inference, commit, publish). */
+  async drain(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.served.values()].map((m) => m.runner.drain()));
+    this.rejectLog.flush({ force: true });
+  }
+
+  /** Wait until everything emitted so far is committed and published, and keep running. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.served.values()].map((m) => m.runner.drain()));
+  }
+
+  /** Periodic housekeeping: write the rate-limited reject log lines that are due. */
+  tick(): void {
+    this.rejectLog.flush();
+  }
+
+  activeAlerts(): { model: string; asset: string; rule: string; since: number | undefined }[] {
+    return [...this.served.values()].flatMap((m) =>
+      m.runner.activeAlerts().map((a) => ({ model: m.model.manifest.name, ...a })),
+    );
+  }
+
+  stats(): PipelineStats {
+    const windows = addWindowStats(newWindowStats(), this.retiredWindowStats);
+    for (const st of this.assets.values()) {
+      for (const c of st.counts.values()) addWindowStats(windows, c.stats);
+      for (const t of st.times.values()) addWindowStats(windows, t.stats);
+    }
+    const models: PipelineStats["models"] = {};
+    for (const m of this.served.values())
+      models[m.model.key] = { ...m.runner.counters, queued: m.runner.queued };
+    return {
+      payloads: this.payloads,
+      readingsAccepted: this.readingsAccepted,
+      rejected: this.rejects.snapshot(),
+      windows,
+      rows: { ...this.rows.stats },
+      assets: this.assets.size,
+      models,
+    };
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * One serving model's inference stage: windows in, committed and published records out.
+ *
+ * Contract: `enqueue` takes a preprocessed window; windows are batched (up to the model's
+ * and the config's max batch) within one turn of the event loop, so a burst of messages
+ * becomes one ONNX Runtime call. Batches of one model run one after another, so predictions
+ * of an asset come out in the order its windows were emitted. For each batch, in order:
+ * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
+ * every prediction and alert event, and the new rule states, committed to the store in ONE
+ * transaction; then the stored records handed to the sink (publish). Nothing reaches the sink
+ * that is not committed. Overload: at most `maxQueued` windows wait; beyond that the oldest
+ * waiting window is dropped and counted (`overload`). Failures (inference, store) are
+ * counted and logged with the batch's windows lost; they never stop later batches.
+ */
+
+import type { RuleState } from "../alerts/rules.js";
+import { evaluateRules, parseRuleState } from "../alerts/rules.js";
+import { errorMessage } from "../errors.js";
+import { inputShape } from "../models/manifest-types.js";
+import type { LoadedModel, OutputValue } from "../models/package.js";
+import { decodeOutputs } from "../models/package.js";
+import type { Logger } from "../system/logger.js";
+import type { AlertStateRow, NewRecord, Store, StoredRecord } from "../store/types.js";
+import type { EmittedWindow } from "../window/types.js";
+
+export interface PendingWindow {
+  asset: string;
+  window: EmittedWindow;
+  input: Float32Array;
+}
+
+/** Receives committed records, in commit order. Must not throw (it is told about failures by itself). */
+export interface RecordSink {
+  publish(records: readonly StoredRecord[]): void;
+}
+
+export interface RunnerCounters {
+  windowsQueued: number;
+  batches: number;
+  batchItems: number;
+  predictions: number;
+  alertsRaised: Record<string, number>;
+  alertsCleared: Record<string, number>;
+  inferenceErrors: number;
+  storeErrors: number;
+  overload: number;
+  nonFiniteOutputs: number;
+  inferenceMsTotal: number;
+  lastInferenceMs: number;
+}
+
+export interface RunnerOptions {
+  gatewayId: string;
+  maxBatch: number;
+  maxQueued: number;
+}
+
+export class ModelRunner {
+  readonly counters: RunnerCounters = {
+    windowsQueued: 0,
+    batches: 0,
+    batchItems: 0,
+    predictions: 0,
+    alertsRaised: {},
+    alertsCleared: {},
+    inferenceErrors: 0,
+    storeErrors: 0,
+    overload: 0,
+    nonFiniteOutputs: 0,
+    inferenceMsTotal: 0,
+    lastInferenceMs: 0,
+  };
+  private queue: PendingWindow[] = [];
+  private scheduled = false;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly maxBatch: number;
+  /** Rule states by `asset \0 rule`. */
+  private readonly ruleStates = new Map<string, Map<string, RuleState>>();
+
+  constructor(
+    readonly model: LoadedModel,
+    private readonly store: Store,
+    private readonly sink: RecordSink,
+    private readonly options: RunnerOptions,
+    private readonly log: Logger,
+  ) {
+    this.maxBatch = Math.max(1, Math.min(options.maxBatch, model.maxBatch));
+  }
+
+  /** Restores persisted rule states of this model (by name: they survive upgrades of the version). */
+  restoreAlertStates(rows: readonly AlertStateRow[]): void {
+    const ruleIds = new Set(this.model.manifest.alerts.map((r) => r.id));
+    for (const row of rows) {
+      if (row.model !== this.model.manifest.name || !ruleIds.has(row.rule)) continue;
+      let perAsset = this.ruleStates.get(row.asset);
+      if (!perAsset) {
+        perAsset = new Map();
+        this.ruleStates.set(row.asset, perAsset);
+      }
+      perAsset.set(row.rule, parseRuleState(row.state));
+    }
+  }
+
+  /** Raised alerts right now, for status. */
+  activeAlerts(): { asset: string; rule: string; since: number | undefined }[] {
+    const out: { asset: string; rule: string; since: number | undefined }[] = [];
+    for (const [asset, rules] of this.ruleStates)
+      for (const [rule, st] of rules) if (st.raised) out.push({ asset, rule, since: st.raisedAtMs });
+    return out;
+  }
+
+  enqueue(item: PendingWindow): void {
+    this.counters.windowsQueued++;
+    this.queue.push(item);
+    if (this.queue.length > this.options.maxQueued) {
+      this.queue.shift();
+      this.counters.overload++;
+    }
+    if (this.queue.length >= this.maxBatch) {
+      this.flush();
+    } else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  /** Windows waiting for inference. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  private flush(): void {
+    while (this.queue.length > 0) {
+      const items = this.queue.splice(0, this.maxBatch);
+      this.chain = this.chain.then(() => this.runBatch(items));
+    }
+  }
+
+  /** Runs everything queued so far; resolves when it is committed and handed to the sink. */
+  async drain(): Promise<void> {
+    this.flush();
+    await this.chain;
+  }
+
+  private async runBatch(items: PendingWindow[]): Promise<void> {
+    const { manifest, session } = this.model;
+    const per = items[0]?.input.length ?? 0;
+    const data = new Float32Array(per * items.length);
+    items.forEach((item, i) => data.set(item.input, i * per));
+    const shape = [items.length, ...inputShape(manifest.input)];
+    const started = performance.now();
+    let decoded: Record<string, OutputValue>[];
+    try {
+      const tensors = await session.run(manifest.input.tensor, data, shape);
+      decoded = decodeOutputs(manifest.outputs, tensors, items.length);
+    } catch (err) {
+      this.counters.inferenceErrors++;
+      this.log.error(
+        { model: this.model.key, batch: items.length, err: errorMessage(err) },
+        "inference failed; batch dropped",
+      );
+      return;
+    }
+    const elapsedMs = performance.now() - started;
+    this.counters.batches++;
+    this.counters.batchItems += items.length;
+    this.counters.inferenceMsTotal += elapsedMs;
+    this.counters.lastInferenceMs = elapsedMs;
+
+    const records: NewRecord[] = [];
+    const stateUpdates = new Map<string, AlertStateRow>();
+    items.forEach((item, i) => {
+      const outputs = decoded[i] ?? {};
+      if (Object.values(outputs).some((v) => v === null)) this.counters.nonFiniteOutputs++;
+      const w = item.window;
+      records.push({
+        kind: "prediction",
+        asset: item.asset,
+        tsMs: w.tsMs,
+        data: {
+          gatewayId: this.options.gatewayId,
+          asset: item.asset,
+          model: manifest.name,
+          modelVersion: manifest.version,
+          ts: w.tsMs,
+          windowStart: w.windowStartMs,
+          windowEnd: w.windowEndMs,
+          outputs,
+        },
+      });
+      if (manifest.alerts.length === 0) return;
+      const numeric: Record<string, number> = {};
+      for (const [name, v] of Object.entries(outputs)) {
+        if (typeof v === "number") numeric[name] = v;
+        else if (v === null) numeric[name] = Number.NaN;
+      }
+      const prev = this.ruleStates.get(item.asset) ?? new Map<string, RuleState>();
+      const result = evaluateRules(manifest.alerts, prev, numeric, w.tsMs);
+      this.ruleStates.set(item.asset, result.states);
+      for (const rule of manifest.alerts) {
+        const before = prev.get(rule.id);
+        const after = result.states.get(rule.id);
+        if (after && JSON.stringify(before) !== JSON.stringify(after)) {
+          stateUpdates.set(`${item.asset}\u0000${rule.id}`, {
+            asset: item.asset,
+            model: manifest.name,
+            rule: rule.id,
+            state: after,
+          });
+        }
+      }
+      for (const ev of result.events) {
+        records.push({
+          kind: "alert",
+          asset: item.asset,
+          tsMs: ev.tsMs,
+          data: {
+            gatewayId: this.options.gatewayId,
+            asset: item.asset,
+            model: manifest.name,
+            modelVersion: manifest.version,
+            rule: ev.rule,
+            severity: ev.severity,
+            state: ev.state,
+            value: ev.value,
+            ts: ev.tsMs,
+          },
+        });
+        const tally = ev.state === "raised" ? this.counters.alertsRaised : this.counters.alertsCleared;
+        tally[ev.severity] = (tally[ev.severity] ?? 0) + 1;
+      }
+    });
+
+    let stored: StoredRecord[];
+    try {
+      stored = this.store.commit(records, [...stateUpdates.values()]);
+    } catch (err) {
+      this.counters.storeErrors++;
+      this.log.error(
+        { model: this.model.key, records: records.length, err: errorMessage(err) },
+        "store commit failed; these predictions are not published",
+      );
+      return;
+    }
+    this.counters.predictions += items.length;
+    this.sink.publish(stored);
+  }
+}
