@@ -7,6 +7,6 @@ export default defineConfig({
     hookTimeout: 20_000,
     // Integration tests start brokers and native sessions; two cores, so keep workers few.
     maxWorkers: 2,
-    reporters: ["default"],
+    reporters: ["default", "./test/support/summary-reporter.ts"],
   },
 });

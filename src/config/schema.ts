@@ -18,8 +18,6 @@ export interface Leaf {
   env?: string;
   sensitive?: boolean;
   nullable?: boolean;
-  /** Whether a SIGHUP reload applies this key without a restart. */
-  reloadable?: boolean;
 }
 
 export type SchemaNode = Leaf | { [key: string]: SchemaNode };
@@ -62,7 +60,6 @@ export const schema = {
       "Log level: trace, debug, info, warn, error, fatal or silent.",
       ["trace", "debug", "info", "warn", "error", "fatal", "silent"],
       "info",
-      { reloadable: true },
     ),
     format: leaf(
       "`json` (one object a line, for journald and log shippers), `pretty` (for people), or `auto`: pretty on a terminal, JSON otherwise.",
@@ -73,7 +70,6 @@ export const schema = {
       "At most one log line per reject reason in this interval; the line says how many were suppressed.",
       "positive-int",
       10_000, // 10 s
-      { reloadable: true },
     ),
   },
   mqtt: {
@@ -195,12 +191,12 @@ export const schema = {
       "models",
     ),
     trustedKeys: leaf(
-      "Paths of Ed25519 public keys (PEM, SPKI) allowed to sign packages.",
+      "Paths of Ed25519 public keys (PEM, SPKI) allowed to sign packages (checked by over-the-air updates, which ship in a later release).",
       "string-array",
       [],
     ),
     requireSignature: leaf(
-      "Require a valid signature for packages installed over the air or with `vigil models install`.",
+      "Require a valid signature for packages installed over the air or with `vigil models install` (a later release). Packages in `models.dir` are trusted as shipped.",
       Boolean,
       true,
     ),
