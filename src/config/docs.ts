@@ -50,7 +50,7 @@ export function renderConfigReference(): string {
     "Vigil reads one JSON (or YAML) file given with `--config`. Every key may be left out (it takes",
     "its default) and every key can be overridden by an environment variable, which wins over the",
     "file. List-valued keys take JSON in the environment, e.g.",
-    "`VIGIL_INGEST_SUBSCRIPTIONS='[{\"topic\":\"site/{asset}/{signal}\"}]'`. Secrets can be given as a",
+    '`VIGIL_INGEST_SUBSCRIPTIONS=\'[{"topic":"site/{asset}/{signal}"}]\'`. Secrets can be given as a',
     "path in the matching `...File` key; the file's content (without a trailing newline) is used.",
     "`vigil check-config --config FILE` prints every problem with its key path and exits 1.",
     "",
@@ -65,7 +65,12 @@ export function renderConfigReference(): string {
     if (top !== section) {
       if (section !== "") lines.push("");
       section = top;
-      lines.push(`## ${top}`, "", "| key | default | format | environment | meaning |", "|---|---|---|---|---|");
+      lines.push(
+        `## ${top}`,
+        "",
+        "| key | default | format | environment | meaning |",
+        "|---|---|---|---|---|",
+      );
     }
     lines.push(
       `| \`${path}\` | ${escapeCell(defaultText(path, leaf))} | ${escapeCell(formatName(leaf.format))} | \`${envName(path)}\` | ${escapeCell(leaf.doc)}${leaf.sensitive ? " *(secret: never logged)*" : ""} |`,

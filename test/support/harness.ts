@@ -52,7 +52,10 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-export async function startGateway(config: VigilConfig, log: Logger = silentLogger()): Promise<RunningGateway> {
+export async function startGateway(
+  config: VigilConfig,
+  log: Logger = silentLogger(),
+): Promise<RunningGateway> {
   const gateway = new Gateway(config, log);
   await gateway.start();
   const brokerUrl = gateway.brokerUrl();
@@ -90,7 +93,11 @@ export class Collector {
     });
   }
 
-  static async connect(url: string, filters: string[], options: mqtt.IClientOptions = {}): Promise<Collector> {
+  static async connect(
+    url: string,
+    filters: string[],
+    options: mqtt.IClientOptions = {},
+  ): Promise<Collector> {
     const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, ...options });
     const c = new Collector(client);
     if (filters.length > 0) await client.subscribeAsync(filters, { qos: 1 });
@@ -107,7 +114,11 @@ export class Collector {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${this.messages.length} messages`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}; got ${this.messages.length} messages`,
+          ),
+        );
       }, timeoutMs);
       const done = (): void => {
         clearTimeout(timer);
@@ -119,7 +130,11 @@ export class Collector {
 
   /** Wait until at least `n` messages arrived under `topicPrefix`. */
   waitForCount(topicPrefix: string, n: number, timeoutMs = 10_000): Promise<void> {
-    return this.waitFor((ms) => ms.filter((m) => m.topic.startsWith(topicPrefix)).length >= n, timeoutMs, `${n} on ${topicPrefix}`);
+    return this.waitFor(
+      (ms) => ms.filter((m) => m.topic.startsWith(topicPrefix)).length >= n,
+      timeoutMs,
+      `${n} on ${topicPrefix}`,
+    );
   }
 
   async publish(topic: string, payload: string | Buffer | object, qos: 0 | 1 = 1): Promise<void> {

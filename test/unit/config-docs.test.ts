@@ -6,7 +6,10 @@ import { envName, schema, walkLeaves } from "../../src/config/schema.js";
 
 describe("configuration reference", () => {
   it("docs/configuration.md is what the schema renders (run `npm run docs:config`)", () => {
-    const committed = fs.readFileSync(path.resolve(import.meta.dirname, "../../docs/configuration.md"), "utf8");
+    const committed = fs.readFileSync(
+      path.resolve(import.meta.dirname, "../../docs/configuration.md"),
+      "utf8",
+    );
     expect(committed).toBe(renderConfigReference());
   });
 

@@ -13,7 +13,7 @@ describe("shipped configuration files", () => {
   });
 
   it("config/production.example.yaml is valid except for the secret files this machine lacks", () => {
-    let issues: { key: string }[] = [];
+    let issues: readonly { key: string }[] = [];
     try {
       loadConfig({ file: path.join(root, "config/production.example.yaml"), env: {} });
     } catch (err) {
