@@ -15,7 +15,7 @@ import YAML from "yaml";
 import { ConfigError, errorMessage } from "../errors.js";
 import { isLoopback } from "../system/net.js";
 import { compileTemplate } from "../ingest/topics.js";
-import { GATEWAY_ID_PATTERN, schemaWithEnv } from "./schema.js";
+import { GATEWAY_ID_PATTERN, schema, schemaWithEnv, walkLeaves } from "./schema.js";
 import type { VigilConfig } from "./types.js";
 
 export interface ConfigIssue {
@@ -242,6 +242,21 @@ function applyOverrides(target: Record<string, unknown>, overrides: Record<strin
   }
 }
 
+/** Keys whose default is a list must be given as lists (convict would drop an object silently). */
+function checkListKeys(values: Record<string, unknown>): ConfigIssue[] {
+  const found: ConfigIssue[] = [];
+  walkLeaves(schema, (key, leaf) => {
+    if (!Array.isArray(leaf.default)) return;
+    let node: unknown = values;
+    for (const part of key.split(".")) {
+      if (!isPlainObject(node) || !Object.hasOwn(node, part)) return;
+      node = node[part];
+    }
+    if (!Array.isArray(node)) found.push({ key, message: `must be a list, got ${JSON.stringify(node)}` });
+  });
+  return found;
+}
+
 /** Load, validate and return the configuration, or throw a ConfigError with every issue. */
 export function loadConfig(options: LoadOptions = {}): VigilConfig {
   addFormats();
@@ -254,6 +269,7 @@ export function loadConfig(options: LoadOptions = {}): VigilConfig {
   if (fromFile === undefined) throw new ConfigError(issues);
   const layered: Record<string, unknown> = structuredClone(fromFile);
   if (options.overrides) applyOverrides(layered, options.overrides);
+  issues.push(...checkListKeys(layered));
   try {
     conf.load(layered);
   } catch (err) {
@@ -271,39 +287,73 @@ export function loadConfig(options: LoadOptions = {}): VigilConfig {
   return config;
 }
 
-/** Rules that relate keys to each other, and reading secrets from files. */
+/** Rules that relate keys to each other, and reading secrets from files. Runs on values that
+ * may have failed validation, so it checks types before relying on them. */
 function crossCheck(config: VigilConfig, issues: ConfigIssue[]): void {
-  const mqttPassword = readSecret(config.mqtt.passwordFile, "mqtt.passwordFile", issues);
-  if (mqttPassword !== undefined) config.mqtt.password = mqttPassword;
-  const eb = config.mqtt.embeddedBroker;
-  const ebPassword = readSecret(eb.passwordFile, "mqtt.embeddedBroker.passwordFile", issues);
-  if (ebPassword !== undefined) eb.password = ebPassword;
-  const httpToken = readSecret(config.http.tokenFile, "http.tokenFile", issues);
-  if (httpToken !== undefined) config.http.token = httpToken;
-  config.sync.destinations.forEach((d, i) => {
-    if (d.type === "http" && typeof d.tokenFile === "string") {
+  const str = (v: unknown): string => (typeof v === "string" ? v : "");
+  const mqtt = isPlainObject(config.mqtt) ? config.mqtt : undefined;
+  const eb = mqtt && isPlainObject(mqtt.embeddedBroker) ? mqtt.embeddedBroker : undefined;
+  const http = isPlainObject(config.http) ? config.http : undefined;
+
+  if (mqtt) {
+    const password = readSecret(str(mqtt.passwordFile), "mqtt.passwordFile", issues);
+    if (password !== undefined) mqtt.password = password;
+  }
+  if (eb) {
+    const password = readSecret(str(eb.passwordFile), "mqtt.embeddedBroker.passwordFile", issues);
+    if (password !== undefined) eb.password = password;
+  }
+  if (http) {
+    const token = readSecret(str(http.tokenFile), "http.tokenFile", issues);
+    if (token !== undefined) http.token = token;
+  }
+  const destinations =
+    isPlainObject(config.sync) && Array.isArray(config.sync.destinations) ? config.sync.destinations : [];
+  destinations.forEach((d: unknown, i) => {
+    if (isPlainObject(d) && d.type === "http" && typeof d.tokenFile === "string") {
       const token = readSecret(d.tokenFile, `sync.destinations[${i}].tokenFile`, issues);
       if (token !== undefined) d.token = token;
     }
   });
 
-  if (eb.enabled && !isLoopback(eb.host) && (eb.username === "" || eb.password === "")) {
+  if (
+    eb?.enabled === true &&
+    typeof eb.host === "string" &&
+    !isLoopback(eb.host) &&
+    (str(eb.username) === "" || str(eb.password) === "")
+  ) {
     issues.push({
       key: "mqtt.embeddedBroker.username",
       message: `the embedded broker binds ${eb.host}, which is not loopback: set mqtt.embeddedBroker.username and password (or passwordFile)`,
     });
   }
-  if (config.http.enabled && !isLoopback(config.http.host) && config.http.token === "") {
+  if (
+    http?.enabled === true &&
+    typeof http.host === "string" &&
+    !isLoopback(http.host) &&
+    str(http.token) === ""
+  ) {
     issues.push({
       key: "http.token",
-      message: `the local API binds ${config.http.host}, which is not loopback: set http.token (or http.tokenFile)`,
+      message: `the local API binds ${http.host}, which is not loopback: set http.token (or http.tokenFile)`,
     });
   }
-  if (config.mqtt.reconnect.minDelayMs > config.mqtt.reconnect.maxDelayMs) {
+  const reconnect = mqtt && isPlainObject(mqtt.reconnect) ? mqtt.reconnect : undefined;
+  if (
+    reconnect &&
+    typeof reconnect.minDelayMs === "number" &&
+    typeof reconnect.maxDelayMs === "number" &&
+    reconnect.minDelayMs > reconnect.maxDelayMs
+  ) {
     issues.push({ key: "mqtt.reconnect.minDelayMs", message: "must not exceed mqtt.reconnect.maxDelayMs" });
   }
-  for (const s of config.ingest.subscriptions) {
-    s.format ??= "json";
-    s.qos ??= 0;
+  const subs =
+    isPlainObject(config.ingest) && Array.isArray(config.ingest.subscriptions)
+      ? config.ingest.subscriptions
+      : [];
+  for (const sub of subs as unknown[]) {
+    if (!isPlainObject(sub)) continue;
+    sub.format ??= "json";
+    sub.qos ??= 0;
   }
 }

@@ -48,6 +48,18 @@ export interface ConnectionState {
   lastError?: string;
 }
 
+/** The URL without user info, for logs. */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return "(invalid url)";
+  }
+}
+
 export class MqttConnection {
   private client: MqttClient | undefined;
   private failures = 0;
@@ -104,7 +116,8 @@ export class MqttConnection {
     this.client = client;
     // Runs before mqtt.js schedules the reconnect timer (its own 'close' listener comes later).
     client.prependListener("close", () => {
-      if (this.state.connected && !this.stopping) this.log.warn({ url: o.url }, "disconnected from broker");
+      if (this.state.connected && !this.stopping)
+        this.log.warn({ url: safeUrl(o.url) }, "disconnected from broker");
       this.state.connected = false;
       client.options.reconnectPeriod = this.nextDelayMs();
     });
@@ -113,7 +126,7 @@ export class MqttConnection {
       this.state = { connected: true, connects: this.state.connects + 1 };
       client.options.reconnectPeriod = o.reconnect.minDelayMs;
       this.log.info(
-        { url: o.url, clientId: o.clientId, connects: this.state.connects },
+        { url: safeUrl(o.url), clientId: o.clientId, connects: this.state.connects },
         "connected to broker",
       );
       if (this.state.connects > 1) this.renewSubscriptions();
@@ -127,7 +140,7 @@ export class MqttConnection {
     });
     client.on("error", (err) => {
       this.state.lastError = errorMessage(err);
-      this.log.warn({ url: o.url, err: errorMessage(err) }, "broker connection error");
+      this.log.warn({ url: safeUrl(o.url), err: errorMessage(err) }, "broker connection error");
     });
     client.on("message", (topic, payload) => {
       try {

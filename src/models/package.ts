@@ -77,7 +77,7 @@ export async function verifyFiles(dir: string, manifest: Manifest): Promise<void
         "PACKAGE_FILE_MISSING",
         `file ${name} listed in the manifest is missing: ${errorMessage(err)}`,
         {
-          field: `files.${name}`,
+          field: `files[${JSON.stringify(name)}]`,
         },
       );
     }
@@ -86,7 +86,7 @@ export async function verifyFiles(dir: string, manifest: Manifest): Promise<void
         "PACKAGE_HASH_MISMATCH",
         `file ${name} has SHA-256 ${actual}, the manifest says ${expected}`,
         {
-          field: `files.${name}`,
+          field: `files[${JSON.stringify(name)}]`,
         },
       );
     }
@@ -298,7 +298,7 @@ export async function loadPackage(
     session = await backend.createSession(path.join(dir, manifest.modelFile), options);
   } catch (err) {
     throw new PackageError("PACKAGE_ONNX_LOAD", errorMessage(err), {
-      field: `files.${manifest.modelFile}`,
+      field: `files[${JSON.stringify(manifest.modelFile)}]`,
       cause: err,
     });
   }

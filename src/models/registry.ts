@@ -61,7 +61,8 @@ export class ModelRegistry {
 
   /** Load every package under `dir`. Never throws for a bad package. */
   async scan(dir: string): Promise<void> {
-    const dirs = await findPackageDirs(path.resolve(dir));
+    const root = path.resolve(dir);
+    const dirs = await findPackageDirs(root);
     if (dirs.length === 0) this.log.warn({ dir }, "no model packages found; nothing will be predicted");
     const loaded: LoadedModel[] = [];
     const statuses: PackageStatus[] = [];
@@ -72,9 +73,11 @@ export class ModelRegistry {
       } catch (err) {
         const e = err as PackageError;
         const manifest = await readManifest(d).catch(() => undefined);
+        // Without a readable manifest, name it from the folders: <name>/<version>/ or <name>/.
+        const flat = path.dirname(d) === root;
         const status: PackageStatus = {
-          name: manifest?.name ?? path.basename(path.dirname(d)),
-          version: manifest?.version ?? path.basename(d),
+          name: manifest?.name ?? (flat ? path.basename(d) : path.basename(path.dirname(d))),
+          version: manifest?.version ?? (flat ? "unknown" : path.basename(d)),
           dir: d,
           state: "failed",
           error: errorMessage(err),

@@ -3,10 +3,13 @@
  * for `vigil batch`, where nothing needs to outlive the process.
  */
 
+import { StoreError, errorMessage } from "../errors.js";
 import type { Clock } from "../system/clock.js";
 import { systemClock } from "../system/clock.js";
 import { uuidv7 } from "./ids.js";
 import type { AlertStateRow, NewRecord, RecordKind, Store, StoredRecord } from "./types.js";
+
+const KINDS: ReadonlySet<string> = new Set<RecordKind>(["prediction", "alert", "event"]);
 
 export class MemoryStore implements Store {
   private records: StoredRecord[] = [];
@@ -17,16 +20,28 @@ export class MemoryStore implements Store {
 
   commit(records: readonly NewRecord[], alertStates: readonly AlertStateRow[] = []): StoredRecord[] {
     const now = this.clock.nowMs();
-    const stored = records.map((r) => ({
-      ...r,
-      data: structuredClone(r.data),
+    // Validate and copy everything first, then change state: all or nothing, as in SQLite.
+    let copies: { record: NewRecord; data: Record<string, unknown> }[];
+    let states: AlertStateRow[];
+    try {
+      copies = records.map((r) => {
+        if (!KINDS.has(r.kind)) throw new Error(`unknown record kind ${JSON.stringify(r.kind)}`);
+        return { record: r, data: JSON.parse(JSON.stringify(r.data)) as Record<string, unknown> };
+      });
+      states = alertStates.map((st) => ({ ...st, state: JSON.parse(JSON.stringify(st.state)) as unknown }));
+    } catch (err) {
+      throw new StoreError("STORE_COMMIT", `store commit failed: ${errorMessage(err)}`, { cause: err });
+    }
+    const stored: StoredRecord[] = copies.map(({ record, data }, i) => ({
+      ...record,
+      data,
       id: uuidv7(now),
-      seq: ++this.seq,
+      seq: this.seq + i + 1,
       createdMs: now,
     }));
+    this.seq += stored.length;
     this.records.push(...stored);
-    for (const s of alertStates)
-      this.states.set(`${s.asset}\u0000${s.model}\u0000${s.rule}`, structuredClone(s));
+    for (const st of states) this.states.set(`${st.asset}\u0000${st.model}\u0000${st.rule}`, st);
     return stored.map((r) => ({ ...r, data: structuredClone(r.data) }));
   }
 

@@ -87,13 +87,18 @@ export class SqliteStore implements Store {
     try {
       fs.mkdirSync(path.dirname(path.resolve(options.file)), { recursive: true });
       this.db = new Database(options.file);
+    } catch (err) {
+      throw wrap("open", err);
+    }
+    try {
       this.db.pragma("journal_mode = WAL");
       this.db.pragma(`synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
       this.db.pragma("busy_timeout = 5000");
       this.db.pragma("foreign_keys = ON");
       this.migrate();
     } catch (err) {
-      throw wrap("open", err);
+      this.db.close();
+      throw err instanceof StoreError ? err : wrap("open", err);
     }
     this.insertRecord = this.db.prepare(
       "INSERT INTO records (id, kind, asset, ts_ms, created_ms, data) VALUES (?, ?, ?, ?, ?, ?)",

@@ -11,19 +11,17 @@ export type { Logger };
 
 /** Paths pino replaces with "[redacted]". Secrets must never reach a log line. */
 export const REDACT_PATHS = [
-  "password",
-  "token",
-  "*.password",
-  "*.token",
-  "*.*.password",
-  "*.*.token",
-  "authorization",
-  "*.authorization",
+  // pino's `*` matches one level; secrets are redacted up to five levels deep, which covers
+  // the whole configuration logged as a field (`{config}`).
+  ...["password", "token", "authorization"].flatMap((key) =>
+    [0, 1, 2, 3, 4].map((depth) => [...Array<string>(depth).fill("*"), key].join(".")),
+  ),
   "headers.authorization",
-  "mqtt.password",
-  "mqtt.embeddedBroker.password",
-  "http.token",
   "sync.destinations[*].token",
+  "*.sync.destinations[*].token",
+  "*.*.sync.destinations[*].token",
+  "destinations[*].token",
+  "*.destinations[*].token",
 ];
 
 export interface LoggerOptions {
