@@ -164,6 +164,9 @@ const commands: Record<string, Command> = {
       password: { type: "string" },
     },
     async run(values) {
+      if (typeof values.topic === "string" && !values.topic.includes("{asset}")) {
+        throw new UsageError(`--topic must contain {asset}, got "${values.topic}"`);
+      }
       const bar = new ProgressBar("replay");
       const result = await runReplay({
         file: required(values, "file"),

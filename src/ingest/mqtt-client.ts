@@ -48,6 +48,27 @@ export interface ConnectionState {
   lastError?: string;
 }
 
+/** How long each step of a clean shutdown may wait for the broker. */
+const STOP_STEP_TIMEOUT_MS = 2_000;
+
+/** `promise`, or undefined once `ms` have passed (the timer does not keep the process alive). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    timer.unref();
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
 /** The URL without user info, for logs. */
 export function safeUrl(url: string): string {
   try {
@@ -189,14 +210,18 @@ export class MqttConnection {
     });
   }
 
-  unsubscribeAll(): Promise<void> {
+  /** Stop receiving readings. Waits for the broker's UNSUBACK at most `timeoutMs`. */
+  unsubscribeAll(timeoutMs = STOP_STEP_TIMEOUT_MS): Promise<void> {
     const client = this.client;
     const filters = this.subscriptions.map((s) => s.filter);
     this.subscriptions.length = 0;
     if (!client || filters.length === 0 || !client.connected) return Promise.resolve();
-    return new Promise((resolve) => {
-      client.unsubscribe(filters, () => resolve());
-    });
+    return withTimeout(
+      new Promise<void>((resolve) => {
+        client.unsubscribe(filters, () => resolve());
+      }),
+      timeoutMs,
+    );
   }
 
   publish(
