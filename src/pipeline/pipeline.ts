@@ -29,7 +29,7 @@ import type { Reading, Reject } from "../types.js";
 import { CountWindow } from "../window/count-window.js";
 import { InputBuilder } from "../window/preprocess.js";
 import { RowAssembler, type RowConsumer } from "../window/row-assembler.js";
-import { TimeWindow } from "../window/time-window.js";
+import { TimeWindow, type TimeSample } from "../window/time-window.js";
 import { addWindowStats, newWindowStats, type EmittedWindow, type WindowStats } from "../window/types.js";
 import { ModelRunner, type RecordSink, type RunnerCounters } from "./runner.js";
 
@@ -183,8 +183,13 @@ export class Pipeline {
     }
   }
 
-  /** Admit readings through the limits and feed the windows (also used by `vigil batch`). */
+  /**
+   * Admit the readings of one message through the limits and feed the windows (also used by
+   * `vigil batch`, one row at a time). Time windows get all of the message's readings before
+   * any of them closes, so the order of keys in a row never changes a window.
+   */
   handleReadings(readings: readonly Reading[], arrivalMs: number): void {
+    const timeBatches = new Map<TimeWindow, { model: ServedModel; asset: string; samples: TimeSample[] }>();
     for (const reading of readings) {
       const refused = this.limits.admit(reading, arrivalMs);
       if (refused !== null) {
@@ -197,7 +202,13 @@ export class Pipeline {
         continue;
       }
       this.readingsAccepted++;
-      this.feed(reading);
+      this.feed(reading, timeBatches);
+    }
+    for (const [tw, batch] of timeBatches) {
+      const res = tw.pushMany(batch.samples);
+      for (const reason of res.rejects)
+        this.reject({ reason, count: 1, asset: batch.asset, detail: batch.asset });
+      for (const w of res.windows) this.emit(batch.model, batch.asset, w);
     }
   }
 
@@ -272,7 +283,10 @@ export class Pipeline {
     st.times.delete(name);
   }
 
-  private feed(reading: Reading): void {
+  private feed(
+    reading: Reading,
+    timeBatches: Map<TimeWindow, { model: ServedModel; asset: string; samples: TimeSample[] }>,
+  ): void {
     const st = this.assetState(reading.asset);
     if (!st.seen.has(reading.signal)) {
       st.seen.add(reading.signal);
@@ -302,15 +316,12 @@ export class Pipeline {
           });
           st.times.set(m.model.manifest.name, tw);
         }
-        const res = tw.push({ signal: reading.signal, tsMs: reading.tsMs, value: reading.value });
-        if (res.reject)
-          this.reject({
-            reason: res.reject,
-            count: 1,
-            asset: reading.asset,
-            detail: `${reading.asset}/${reading.signal}@${reading.tsMs}`,
-          });
-        for (const w of res.windows) this.emit(m, reading.asset, w);
+        let batch = timeBatches.get(tw);
+        if (!batch) {
+          batch = { model: m, asset: reading.asset, samples: [] };
+          timeBatches.set(tw, batch);
+        }
+        batch.samples.push({ signal: reading.signal, tsMs: reading.tsMs, value: reading.value });
       }
     }
     if (consumers.length === 0) return;

@@ -3,7 +3,9 @@
  * "sampleMs","fill"}`), driven by event time only: time is the readings' `tsMs`, no timers.
  *
  * Input: readings of the model's signals for one asset, `push({signal, tsMs, value})`, in
- * any order; optionally `advanceTo(watermarkMs)` to move event time without a reading.
+ * any order, or `pushMany([...])` for readings that arrived together (one message: all are
+ * applied before any window closes); optionally `advanceTo(watermarkMs)` to move event time
+ * without a reading.
  * Output: the windows each call closed, oldest first: `windowStartMs` = start,
  * `windowEndMs` = `tsMs` = start + sizeMs, `matrix[signal][slot]` with sizeMs/sampleMs slots.
  *
@@ -184,8 +186,42 @@ export class TimeWindow {
   }
 
   push(sample: TimeSample): TimePushResult {
+    const accepted = this.accept(sample);
+    if (accepted.reject !== undefined || accepted.ignored === true || !accepted.advanced) {
+      return {
+        ...(accepted.reject ? { reject: accepted.reject } : {}),
+        ...(accepted.ignored ? { ignored: true } : {}),
+        windows: [],
+      };
+    }
+    return { windows: this.emitDue() };
+  }
+
+  /**
+   * Several readings that arrived together (one message): all are applied first, then the
+   * windows they close are emitted once. So a row's signals are all in place before any
+   * window closes, whatever the order of keys in the message. Returns one reject per
+   * refused reading (in order) and the windows closed.
+   */
+  pushMany(samples: readonly TimeSample[]): { rejects: ("late" | "duplicate")[]; windows: EmittedWindow[] } {
+    const rejects: ("late" | "duplicate")[] = [];
+    let advanced = false;
+    for (const sample of samples) {
+      const r = this.accept(sample);
+      if (r.reject !== undefined) rejects.push(r.reject);
+      if (r.advanced) advanced = true;
+    }
+    return { rejects, windows: advanced ? this.emitDue() : [] };
+  }
+
+  /** Applies one reading without emitting; says whether it moved the watermark. */
+  private accept(sample: TimeSample): {
+    reject?: "late" | "duplicate";
+    ignored?: boolean;
+    advanced: boolean;
+  } {
     const sig = this.byName.get(sample.signal);
-    if (sig === undefined) return { ignored: true, windows: [] };
+    if (sig === undefined) return { ignored: true, advanced: false };
     const { tsMs, value } = sample;
     if (!Number.isFinite(tsMs) || !Number.isFinite(value)) {
       throw new VigilError("WINDOW_READING", `reading ${sample.signal} has a non-finite ts or value`);
@@ -196,7 +232,7 @@ export class TimeWindow {
       this.nextStart = (Math.floor((tsMs - this.sizeMs) / this.hopMs) + 1) * this.hopMs;
     } else if (tsMs < (this.lateBeforeMs as number)) {
       this.stats.rejected.late++;
-      return { reject: "late", windows: [] };
+      return { reject: "late", advanced: false };
     }
 
     const index = Math.floor(tsMs / this.sampleMs);
@@ -205,7 +241,7 @@ export class TimeWindow {
       sig.slots.set(index, { sum: value, count: 1, tsMs: new Set([tsMs]) });
     } else if (slot.tsMs.has(tsMs)) {
       this.stats.rejected.duplicate++;
-      return { reject: "duplicate", windows: [] };
+      return { reject: "duplicate", advanced: false };
     } else {
       slot.sum += value;
       slot.count++;
@@ -219,10 +255,10 @@ export class TimeWindow {
 
     if (this.watermark !== undefined && tsMs <= this.watermark) {
       if (tsMs < this.watermark) this.stats.reordered++;
-      return { windows: [] };
+      return { advanced: false };
     }
     this.watermark = tsMs;
-    return { windows: this.emitDue() };
+    return { advanced: true };
   }
 
   /**

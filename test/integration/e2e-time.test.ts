@@ -319,3 +319,65 @@ describe("e2e time windows: time-ntc-previous (previous fill, raw sequence)", ()
     await verify(gw, col, exp);
   });
 });
+
+describe("e2e time windows: a row message is one event", () => {
+  // Contract §3: `{"ts", "values": {…}}` is ONE row of many signals at one time, and §4 wants a
+  // model trained offline to see the same numbers live. So the order of the keys inside
+  // `values` must not matter. Here vib has no reading in the last slot of [5 s, 15 s); the row
+  // at 15.1 s that closes the window carries the `after` point for linear fill. Offline, and
+  // live when vib comes first in the object, the window is filled and emitted; it must be
+  // emitted just the same when temp comes first.
+  it("the order of keys in `values` never changes which windows are emitted or their outputs", async () => {
+    const { col } = await start();
+    const temp = (s: number): number => 60 + Math.sin(s / 2);
+    const vib = (s: number): number => 2 + 0.3 * Math.sin(1.3 * s);
+    const build = (asset: string, vibFirst: boolean): Msg[] =>
+      Array.from({ length: 22 }, (_, s) => {
+        const ts = at(s, 100);
+        const values: Record<string, number> =
+          s === 14
+            ? { temp: temp(s) }
+            : vibFirst
+              ? { vib: vib(s), temp: temp(s) }
+              : { temp: temp(s), vib: vib(s) };
+        return rowMsg(asset, ts, values);
+      });
+    const k1 = build("k1", false);
+    const k2 = build("k2", true);
+    for (let i = 0; i < k1.length; i++) {
+      await publishAll(col, [k1[i] as Msg, k2[i] as Msg]);
+    }
+    const { input } = AGG.manifest;
+    const spec = input.window;
+    if (spec.type !== "time") throw new Error("time fixture expected");
+    const offline = (msgs: Msg[]): Expected => {
+      const result = timeWindows(
+        msgs.flatMap((m) => m.readings),
+        spec,
+        input.signals,
+        { afterContext: "all" },
+      );
+      const predictions = result.windows.map((w) => predict(AGG, w));
+      return {
+        asset: "",
+        fixture: AGG,
+        result,
+        predictions,
+        alerts: alertEvents(AGG.manifest.alerts, predictions),
+      };
+    };
+    const e1 = { ...offline(k1), asset: "k1" };
+    const e2 = { ...offline(k2), asset: "k2" };
+    // [0, 10 s), [5 s, 15 s) and [10 s, 20 s), closed at 10.1 s, 15.1 s and 20.1 s.
+    expect(e1.predictions.map((p) => p.windowStart)).toEqual([at(0, 0), at(5, 0), at(10, 0)]);
+    expect(e2.predictions).toEqual(e1.predictions);
+
+    // The sentinel (same model, published last) proves both assets' predictions are all in.
+    await col.waitForCount(`${ROOT}/predictions/k2`, e2.predictions.length);
+    const all = [e1, e2, await sentinel(col, AGG)];
+    const problems = all.flatMap((e) =>
+      publishedProblems(col.messages, { root: ROOT, gatewayId: GATEWAY_ID, ...e }),
+    );
+    expect(problems).toEqual([]);
+  });
+});

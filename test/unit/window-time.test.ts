@@ -374,3 +374,56 @@ describe("TimeWindow: catch-up, overlap, gaps, memory", () => {
     expect(() => make(2000, 1000).push({ signal: "s", tsMs: Number.NaN, value: 1 })).toThrow(VigilError);
   });
 });
+
+describe("TimeWindow: readings that arrive together", () => {
+  // Window [0, 4000) with linear fill; signal b has no reading in its last slot (3000..4000).
+  const rows = [0, 1000, 2000, 3000, 4000].map((t) => ({ t, a: t / 1000, b: 10 + t / 1000 }));
+
+  function feed(order: "ab" | "ba", together: boolean): EmittedWindow[] {
+    const tw = new TimeWindow({ sizeMs: 4000, hopMs: 4000, sampleMs: 1000, fill: "linear" }, ["a", "b"]);
+    const out: EmittedWindow[] = [];
+    for (const r of rows) {
+      const samples = [
+        { signal: "a", tsMs: r.t, value: r.a },
+        { signal: "b", tsMs: r.t, value: r.b },
+      ];
+      if (r.t === 3000) samples.pop();
+      const ordered = order === "ab" ? samples : [...samples].reverse();
+      if (together) out.push(...tw.pushMany(ordered).windows);
+      else for (const s of ordered) out.push(...tw.push(s).windows);
+    }
+    return out;
+  }
+
+  it("pushMany applies a whole row before closing a window, whatever the key order", () => {
+    for (const order of ["ab", "ba"] as const) {
+      const windows = feed(order, true);
+      expect(windows).toHaveLength(1);
+      // b's slot 3 is interpolated between slot 2 (12) and slot 4 (14): 13.
+      expect(windows[0]?.matrix).toEqual([
+        [0, 1, 2, 3],
+        [10, 11, 12, 13],
+      ]);
+    }
+  });
+
+  it("one reading at a time, a row's first key can close the window before its second arrives", () => {
+    // a@4000 first closes [0,4000) while b@4000 is unknown: b's last slot cannot be filled.
+    expect(feed("ab", false)).toHaveLength(0);
+    expect(feed("ba", false)).toHaveLength(1);
+  });
+
+  it("pushMany reports each refused reading and counts it", () => {
+    const tw = new TimeWindow({ sizeMs: 2000, hopMs: 2000, sampleMs: 1000, fill: "previous" }, ["a"]);
+    tw.pushMany([{ signal: "a", tsMs: 0, value: 1 }]);
+    tw.pushMany([{ signal: "a", tsMs: 2000, value: 2 }]);
+    const res = tw.pushMany([
+      { signal: "a", tsMs: 500, value: 9 },
+      { signal: "a", tsMs: 2000, value: 9 },
+      { signal: "a", tsMs: 4000, value: 3 },
+    ]);
+    expect(res.rejects).toEqual(["late", "duplicate"]);
+    expect(res.windows.map((w) => w.windowStartMs)).toEqual([2000]);
+    expect(tw.stats.rejected).toMatchObject({ late: 1, duplicate: 1 });
+  });
+});
