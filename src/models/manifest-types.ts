@@ -5,8 +5,20 @@
 
 export type Task = "regression" | "classification" | "anomaly";
 export type FillPolicy = "previous" | "linear";
-export type AggregateFn =
-  "mean" | "std" | "min" | "max" | "rms" | "slope" | "p2p" | "kurtosis" | "skew" | "crest";
+/** Every aggregate function a manifest may name (contract §4), in a fixed order. */
+export const AGGREGATE_FUNCTIONS = [
+  "mean",
+  "std",
+  "min",
+  "max",
+  "rms",
+  "slope",
+  "p2p",
+  "kurtosis",
+  "skew",
+  "crest",
+] as const;
+export type AggregateFn = (typeof AGGREGATE_FUNCTIONS)[number];
 export type Layout = "NTC" | "NCT" | "NF";
 export type OutputKind = "rul" | "probability" | "score" | "class";
 export type AlertOp = ">" | ">=" | "<" | "<=";

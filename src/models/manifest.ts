@@ -67,7 +67,7 @@ import type {
   Task,
   WindowSpec,
 } from "./manifest-types.js";
-import { inputShape, windowSteps } from "./manifest-types.js";
+import { AGGREGATE_FUNCTIONS, inputShape, windowSteps } from "./manifest-types.js";
 
 export interface ManifestIssue {
   /** Path of the offending field, e.g. `input.window.hopMs`, `outputs[1].tensor`; `""` = the manifest. */
@@ -113,18 +113,7 @@ export const DEFAULT_SELF_TEST_TOLERANCE = 1e-4;
 
 const TASKS: readonly Task[] = ["regression", "classification", "anomaly"];
 const FILLS: readonly FillPolicy[] = ["previous", "linear"];
-const AGGREGATES: readonly AggregateFn[] = [
-  "mean",
-  "std",
-  "min",
-  "max",
-  "rms",
-  "slope",
-  "p2p",
-  "kurtosis",
-  "skew",
-  "crest",
-];
+const AGGREGATES: readonly AggregateFn[] = AGGREGATE_FUNCTIONS;
 const LAYOUTS: readonly Layout[] = ["NTC", "NCT", "NF"];
 const OUTPUT_KINDS: readonly OutputKind[] = ["rul", "probability", "score", "class"];
 const ALERT_OPS: readonly AlertOp[] = [">", ">=", "<", "<="];

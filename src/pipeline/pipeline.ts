@@ -18,7 +18,7 @@
 
 import { errorMessage } from "../errors.js";
 import { decodePayload } from "../ingest/decode.js";
-import { IngestLimits } from "../ingest/limits.js";
+import { IngestLimits, type IngestLimitsOptions } from "../ingest/limits.js";
 import { RejectCounter, RejectLogger } from "../ingest/reject-log.js";
 import { TopicRouter, type Subscription } from "../ingest/topics.js";
 import type { LoadedModel } from "../models/package.js";
@@ -38,15 +38,8 @@ export interface PipelineOptions {
   /** Topics under this root are the gateway's own and are never read as readings. */
   ownTopicRoot: string;
   subscriptions: readonly Subscription[];
-  limits: {
-    maxPayloadBytes: number;
-    maxBatchItems: number;
-    maxAssets: number;
-    maxSignalsPerAsset: number;
-    maxReadingsPerSecond: number;
-    maxReadingsPerSecondPerAsset: number;
-    maxFutureMs: number;
-  };
+  /** The ingest limits (0 = unlimited where IngestLimits says so), payload size and batch items. */
+  limits: IngestLimitsOptions & { maxPayloadBytes: number; maxBatchItems: number };
   window: { allowedLatenessMs: number; maxCatchUpWindows: number; maxPendingRows: number };
   bindings: readonly { assets: string; models: readonly string[] }[];
   maxBatch: number;

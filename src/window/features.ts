@@ -22,7 +22,7 @@
  */
 
 import { VigilError } from "../errors.js";
-import type { AggregateFn } from "../models/manifest-types.js";
+import { AGGREGATE_FUNCTIONS, type AggregateFn } from "../models/manifest-types.js";
 
 /** Every aggregate of one signal's window, computed together (they share passes over the data). */
 export interface Summary {
@@ -53,10 +53,8 @@ export const AGGREGATE_TABLE: Readonly<Record<AggregateFn, (s: Summary) => numbe
   crest: (s) => s.crest,
 };
 
-/** All aggregate function names, in a fixed order. */
-export const AGGREGATE_FUNCTIONS: readonly AggregateFn[] = Object.freeze(
-  Object.keys(AGGREGATE_TABLE) as AggregateFn[],
-);
+/** All aggregate function names, in a fixed order (the manifest's list). */
+export { AGGREGATE_FUNCTIONS };
 
 export function isAggregateFn(name: string): name is AggregateFn {
   return Object.prototype.hasOwnProperty.call(AGGREGATE_TABLE, name);
