@@ -70,5 +70,12 @@ export interface VigilConfig {
   store: { path: string; synchronous: "full" | "normal" };
   sync: { destinations: DestinationConfig[] };
   http: { enabled: boolean; host: string; port: number; token: string; tokenFile: string };
-  demo: { machines: number; sampleIntervalMs: number; meanLifeS: number; seed: number };
+  demo: {
+    machines: number;
+    sampleIntervalMs: number;
+    meanLifeS: number;
+    seed: number;
+    engines: number;
+    engineCycleMs: number;
+  };
 }
