@@ -21,7 +21,8 @@ import { EmbeddedBroker } from "./broker/embedded.js";
 import type { VigilConfig } from "./config/types.js";
 import { errorMessage } from "./errors.js";
 import { MqttConnection } from "./ingest/mqtt-client.js";
-import { OrtBackend, type InferenceBackend } from "./inference/ort.js";
+import type { InferenceBackend } from "./inference/ort.js";
+import { inferenceSetup, type InferenceSetup } from "./inference/setup.js";
 import { ModelRegistry } from "./models/registry.js";
 import type { StatusPayload } from "./output/payloads.js";
 import { gatewayTopics, type GatewayTopics } from "./output/topics.js";
@@ -77,6 +78,7 @@ class MqttRecordSink implements RecordSink {
 export class Gateway {
   private readonly clock: Clock;
   private readonly backend: InferenceBackend;
+  private readonly inference: InferenceSetup;
   private readonly topics: GatewayTopics;
   private readonly startedAt = new Date();
   private store: Store | undefined;
@@ -97,7 +99,8 @@ export class Gateway {
     deps: GatewayDeps = {},
   ) {
     this.clock = deps.clock ?? systemClock;
-    this.backend = deps.backend ?? new OrtBackend();
+    this.inference = inferenceSetup(config);
+    this.backend = deps.backend ?? this.inference.backend;
     this.topics = gatewayTopics(config.mqtt.baseTopic, config.gatewayId);
   }
 
@@ -123,13 +126,10 @@ export class Gateway {
       .child({ module: "store" })
       .info({ file: this.storeFile, lastSeq: this.store.lastSeq() }, "store open");
 
+    await this.backend.start?.();
     this.registry = new ModelRegistry(
       this.backend,
-      {
-        executionProviders: c.inference.executionProviders,
-        intraOpThreads: c.inference.intraOpThreads,
-        graphOptimizationLevel: c.inference.graphOptimizationLevel,
-      },
+      this.inference.sessionOptions,
       this.log.child({ module: "models" }),
     );
     await this.registry.scan(c.models.dir);
@@ -181,7 +181,8 @@ export class Gateway {
         window: c.window,
         bindings: c.models.bindings,
         maxBatch: c.inference.maxBatch,
-        maxQueuedWindows: 100_000,
+        maxQueuedWindows: this.inference.maxQueuedWindows,
+        batching: this.inference.batching,
         rejectLogIntervalMs: c.log.rejectIntervalMs,
       },
       this.registry.active(),
@@ -262,8 +263,11 @@ export class Gateway {
         version: s.version,
         state: s.state,
         ...(s.provider ? { provider: s.provider } : {}),
+        ...(s.selection ? { providerReason: s.selection.reason, providers: s.selection.attempts } : {}),
+        ...(s.selection?.warmup ? { warmup: s.selection.warmup } : {}),
         ...(s.error ? { error: s.error } : {}),
       })),
+      inference: { workers: this.inference.workers, pool: this.backend.stats?.() },
       store: this.store
         ? { file: this.storeFile, depth: this.store.counts(), lastSeq: this.store.lastSeq() }
         : undefined,
@@ -332,6 +336,7 @@ export class Gateway {
     );
     await step("broker", () => this.broker?.stop());
     await step("models", () => this.registry?.close());
+    await step("inference", () => this.backend.close?.());
     await step("store", () => this.store?.close());
     this.log.info("gateway stopped");
   }

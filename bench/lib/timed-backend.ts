@@ -48,6 +48,8 @@ export class TimedBackend implements InferenceBackend {
       outputs: session.outputs,
       provider: session.provider,
       release: () => session.release(),
+      benchmark: (inputName, data, dims, runs, warmupRuns) =>
+        session.benchmark(inputName, data, dims, runs, warmupRuns),
       run: async (inputName, data, dims) => {
         const called = performance.now();
         let fired = called;

@@ -14,6 +14,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { PackageError, errorMessage } from "../errors.js";
 import type { InferenceBackend, ModelSession, OutputTensor, SessionOptions } from "../inference/ort.js";
+import { openOnBestProvider, warmUp, type ProviderSelection } from "../inference/providers.js";
 import { formatManifestErrors, validateManifest } from "./manifest.js";
 import type { Manifest, OutputSpec } from "./manifest-types.js";
 import { inputShape } from "./manifest-types.js";
@@ -28,6 +29,8 @@ export interface LoadedModel {
   maxBatch: number;
   /** Outputs whose tensor carries one value per batch item (the only ones alerts may use). */
   scalarOutputs: Set<string>;
+  /** The execution provider that serves, why, and why each other one does not. */
+  selection?: ProviderSelection;
 }
 
 export type OutputValue = number | string | number[] | null;
@@ -293,21 +296,24 @@ export async function loadPackage(
 ): Promise<LoadedModel> {
   const manifest = await readManifest(dir);
   await verifyFiles(dir, manifest);
-  let session: ModelSession;
+  const checked = new Map<ModelSession, { maxBatch: number; scalarOutputs: Set<string> }>();
+  const verify = async (session: ModelSession): Promise<void> => {
+    checked.set(session, checkTensors(manifest, session));
+    await runSelfTest(manifest, session);
+  };
+  let opened: { session: ModelSession; selection: ProviderSelection };
   try {
-    session = await backend.createSession(path.join(dir, manifest.modelFile), options);
+    opened = await openOnBestProvider(backend, path.join(dir, manifest.modelFile), options, verify, (session) =>
+      warmUp.plan(manifest.input.tensor, inputShape(manifest.input), manifest.selfTest[0]?.input, options, checked.get(session)?.maxBatch ?? 1),
+    );
   } catch (err) {
+    if (err instanceof PackageError) throw err;
     throw new PackageError("PACKAGE_ONNX_LOAD", errorMessage(err), {
       field: `files[${JSON.stringify(manifest.modelFile)}]`,
       cause: err,
     });
   }
-  try {
-    const { maxBatch, scalarOutputs } = checkTensors(manifest, session);
-    await runSelfTest(manifest, session);
-    return { key: `${manifest.name}@${manifest.version}`, manifest, dir, session, maxBatch, scalarOutputs };
-  } catch (err) {
-    await session.release().catch(() => undefined);
-    throw err;
-  }
+  const { session, selection } = opened;
+  const { maxBatch, scalarOutputs } = checked.get(session) ?? checkTensors(manifest, session);
+  return { key: `${manifest.name}@${manifest.version}`, manifest, dir, session, maxBatch, scalarOutputs, selection };
 }

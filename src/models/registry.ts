@@ -14,6 +14,7 @@ import path from "node:path";
 import type { PackageError } from "../errors.js";
 import { errorMessage } from "../errors.js";
 import type { InferenceBackend, SessionOptions } from "../inference/ort.js";
+import { describeSelection, type ProviderSelection } from "../inference/providers.js";
 import type { Logger } from "../system/logger.js";
 import type { LoadedModel } from "./package.js";
 import { loadPackage, readManifest } from "./package.js";
@@ -27,6 +28,8 @@ export interface PackageStatus {
   dir: string;
   state: PackageState;
   provider?: string;
+  /** Why `provider` serves and why every other provider does not (serving packages). */
+  selection?: ProviderSelection;
   error?: string;
   errorCode?: string;
   errorField?: string;
@@ -101,10 +104,16 @@ export class ModelRegistry {
         dir: best.dir,
         state: "serving",
         provider: best.session.provider,
+        ...(best.selection ? { selection: best.selection } : {}),
       });
       this.log.info(
-        { model: best.key, provider: best.session.provider, dir: best.dir },
-        `model ${best.key} serving (self-test passed)`,
+        {
+          model: best.key,
+          provider: best.session.provider,
+          dir: best.dir,
+          ...(best.selection ? { providers: describeSelection(best.selection) } : {}),
+        },
+        `model ${best.key} serving on ${best.session.provider} (self-test passed${best.selection ? `: ${best.selection.reason}` : ""})`,
       );
       for (const r of rest) {
         statuses.push({

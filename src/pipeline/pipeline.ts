@@ -45,6 +45,8 @@ export interface PipelineOptions {
   maxBatch: number;
   /** Windows waiting per model before the oldest is dropped. */
   maxQueuedWindows: number;
+  /** Dynamic batching and per-asset bound (src/inference/batcher.ts); absent: end-of-turn batches, one at a time. */
+  batching?: { maxDelayMs: number; maxQueuedPerAsset: number; maxInFlight: number };
   rejectLogIntervalMs: number;
 }
 
@@ -121,7 +123,12 @@ export class Pipeline {
         model,
         store,
         sink,
-        { gatewayId: options.gatewayId, maxBatch: options.maxBatch, maxQueued: options.maxQueuedWindows },
+        {
+          gatewayId: options.gatewayId,
+          maxBatch: options.maxBatch,
+          maxQueued: options.maxQueuedWindows,
+          ...options.batching,
+        },
         log.child({ model: model.key }),
       );
       runner.restoreAlertStates(states);

@@ -1,19 +1,22 @@
 /**
  * One serving model's inference stage: windows in, committed and published records out.
  *
- * Contract: `enqueue` takes a preprocessed window; windows are batched (up to the model's
- * and the config's max batch) within one turn of the event loop, so a burst of messages
- * becomes one ONNX Runtime call. Batches of one model run one after another, so predictions
- * of an asset come out in the order its windows were emitted. For each batch, in order:
- * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
- * every prediction and alert event, and the new rule states, committed to the store in ONE
- * transaction; then the stored records handed to the sink (publish). Nothing reaches the sink
- * that is not committed. Overload: at most `maxQueued` windows wait; beyond that the oldest
- * waiting window is dropped and counted (`overload`). Failures (inference, store) are
- * counted and logged with the batch's windows lost; they never stop later batches.
+ * Contract: `enqueue` takes a preprocessed window; windows of every asset are batched by the
+ * dynamic batcher (src/inference/batcher.ts: up to the model's and the config's max batch,
+ * waiting at most `maxDelayMs`, up to `maxInFlight` batches inferred at once) and the results
+ * come back in the order the windows were emitted, so predictions of an asset come out in
+ * order. For each run of finished batches, in order: outputs decoded; the manifest's alert
+ * rules evaluated per asset with hysteresis; every prediction and alert event, and the new
+ * rule states, committed to the store in ONE transaction; then the stored records handed to
+ * the sink (publish). Nothing reaches the sink that is not committed. Overload (the batcher's
+ * policy): beyond `maxQueuedPerAsset` windows of one asset, or `maxQueued` in all, the oldest
+ * waiting window is dropped and counted (`overload`, and by reason in `dropped`). Failures
+ * (inference, store) are counted and logged with the batch's windows lost; they never stop
+ * later batches.
  */
 
 import type { RuleState } from "../alerts/rules.js";
+import { DynamicBatcher, type Finished } from "../inference/batcher.js";
 import { evaluateRules, parseRuleState } from "../alerts/rules.js";
 import { errorMessage } from "../errors.js";
 import { inputShape } from "../models/manifest-types.js";
@@ -44,6 +47,8 @@ export interface RunnerCounters {
   inferenceErrors: number;
   storeErrors: number;
   overload: number;
+  /** Windows dropped under overload, by reason (`asset_backlog`, `queue_full`). */
+  dropped: Record<string, number>;
   nonFiniteOutputs: number;
   inferenceMsTotal: number;
   lastInferenceMs: number;
@@ -53,6 +58,10 @@ export interface RunnerOptions {
   gatewayId: string;
   maxBatch: number;
   maxQueued: number;
+  /** Dynamic batching and overload (src/inference/batcher.ts); defaults: 0 ms, unbounded per asset, 1. */
+  maxDelayMs?: number;
+  maxQueuedPerAsset?: number;
+  maxInFlight?: number;
 }
 
 export class ModelRunner {
@@ -66,13 +75,12 @@ export class ModelRunner {
     inferenceErrors: 0,
     storeErrors: 0,
     overload: 0,
+    dropped: {},
     nonFiniteOutputs: 0,
     inferenceMsTotal: 0,
     lastInferenceMs: 0,
   };
-  private queue: PendingWindow[] = [];
-  private scheduled = false;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly batcher: DynamicBatcher<PendingWindow, Record<string, OutputValue>[]>;
   private readonly maxBatch: number;
   /** Rule states by `asset \0 rule`. */
   private readonly ruleStates = new Map<string, Map<string, RuleState>>();
@@ -85,6 +93,25 @@ export class ModelRunner {
     private readonly log: Logger,
   ) {
     this.maxBatch = Math.max(1, Math.min(options.maxBatch, model.maxBatch));
+    this.batcher = new DynamicBatcher(
+      {
+        maxBatch: this.maxBatch,
+        maxDelayMs: options.maxDelayMs ?? 0,
+        maxQueued: options.maxQueued,
+        maxQueuedPerAsset: options.maxQueuedPerAsset ?? Number.POSITIVE_INFINITY,
+        maxInFlight: options.maxInFlight ?? 1,
+      },
+      (item) => item.asset,
+      (items) => this.infer(items),
+      (finished) => this.deliver(finished),
+      {
+        onDrop: (_item, reason) => {
+          this.counters.overload++;
+          this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+        },
+        onDeliverError: (err) => this.log.error({ err: errorMessage(err) }, "delivering a batch failed"),
+      },
+    );
   }
 
   /** Restores persisted rule states of this model (by name: they survive upgrades of the version). */
@@ -111,65 +138,58 @@ export class ModelRunner {
 
   enqueue(item: PendingWindow): void {
     this.counters.windowsQueued++;
-    this.queue.push(item);
-    if (this.queue.length > this.options.maxQueued) {
-      this.queue.shift();
-      this.counters.overload++;
-    }
-    if (this.queue.length >= this.maxBatch) {
-      this.flush();
-    } else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        this.flush();
-      });
-    }
+    this.batcher.push(item);
   }
 
   /** Windows waiting for inference. */
   get queued(): number {
-    return this.queue.length;
-  }
-
-  private flush(): void {
-    while (this.queue.length > 0) {
-      const items = this.queue.splice(0, this.maxBatch);
-      this.chain = this.chain.then(() => this.runBatch(items));
-    }
+    return this.batcher.queued;
   }
 
   /** Runs everything queued so far; resolves when it is committed and handed to the sink. */
   async drain(): Promise<void> {
-    this.flush();
-    await this.chain;
+    await this.batcher.drain();
   }
 
-  private async runBatch(items: PendingWindow[]): Promise<void> {
+  /** One batch's inference (runs concurrently with other batches' inference and commits). */
+  private async infer(items: PendingWindow[]): Promise<Record<string, OutputValue>[]> {
     const { manifest, session } = this.model;
     const per = items[0]?.input.length ?? 0;
     const data = new Float32Array(per * items.length);
     items.forEach((item, i) => data.set(item.input, i * per));
     const shape = [items.length, ...inputShape(manifest.input)];
     const started = performance.now();
-    let decoded: Record<string, OutputValue>[];
-    try {
-      const tensors = await session.run(manifest.input.tensor, data, shape);
-      decoded = decodeOutputs(manifest.outputs, tensors, items.length);
-    } catch (err) {
-      this.counters.inferenceErrors++;
-      this.log.error(
-        { model: this.model.key, batch: items.length, err: errorMessage(err) },
-        "inference failed; batch dropped",
-      );
-      return;
-    }
+    const tensors = await session.run(manifest.input.tensor, data, shape);
+    const decoded = decodeOutputs(manifest.outputs, tensors, items.length);
     const elapsedMs = performance.now() - started;
-    this.counters.batches++;
-    this.counters.batchItems += items.length;
     this.counters.inferenceMsTotal += elapsedMs;
     this.counters.lastInferenceMs = elapsedMs;
+    return decoded;
+  }
 
+  /** Finished batches in emission order: failures counted, successes committed together. */
+  private deliver(finished: Finished<PendingWindow, Record<string, OutputValue>[]>[]): void {
+    const items: PendingWindow[] = [];
+    const decoded: Record<string, OutputValue>[] = [];
+    for (const f of finished) {
+      if (!f.ok) {
+        this.counters.inferenceErrors++;
+        this.log.error(
+          { model: this.model.key, batch: f.items.length, err: errorMessage(f.error) },
+          "inference failed; batch dropped",
+        );
+        continue;
+      }
+      this.counters.batches++;
+      this.counters.batchItems += f.items.length;
+      items.push(...f.items);
+      decoded.push(...f.result);
+    }
+    if (items.length > 0) this.record(items, decoded);
+  }
+
+  private record(items: PendingWindow[], decoded: Record<string, OutputValue>[]): void {
+    const { manifest } = this.model;
     const records: NewRecord[] = [];
     const stateUpdates = new Map<string, AlertStateRow>();
     items.forEach((item, i) => {

@@ -1,0 +1,62 @@
+/**
+ * The inference stage as configured: which backend (a worker pool, or the main thread), the
+ * session options every model is loaded with, and the batching the runners use.
+ *
+ * Contract: pure — builds objects and does no I/O (the pool spawns its workers in `start()`).
+ * Caches live under `<dataDir>/cache/`: `ort/` for optimised CPU graphs, `tensorrt/` for
+ * TensorRT engines.
+ */
+
+import path from "node:path";
+import type { VigilConfig } from "../config/types.js";
+import { OrtBackend, type InferenceBackend, type SessionOptions } from "./ort.js";
+import { WorkerPool, defaultPoolSize } from "./pool.js";
+
+export interface BatchingOptions {
+  maxDelayMs: number;
+  maxQueuedPerAsset: number;
+  /** Batches of one model inferred at once: one per worker, plus one being committed. */
+  maxInFlight: number;
+}
+
+export interface InferenceSetup {
+  backend: InferenceBackend;
+  /** Worker threads (0: inference on the main thread). */
+  workers: number;
+  sessionOptions: SessionOptions;
+  batching: BatchingOptions;
+  maxQueuedWindows: number;
+}
+
+export function workerCount(setting: VigilConfig["inference"]["workers"]): number {
+  return setting === "auto" ? defaultPoolSize() : setting;
+}
+
+export function inferenceSetup(config: Pick<VigilConfig, "inference" | "dataDir">): InferenceSetup {
+  const c = config.inference;
+  const workers = workerCount(c.workers);
+  return {
+    backend: workers > 0 ? new WorkerPool({ size: workers }) : new OrtBackend(),
+    workers,
+    sessionOptions: {
+      executionProviders: c.executionProviders,
+      intraOpThreads: c.intraOpThreads,
+      interOpThreads: c.interOpThreads,
+      graphOptimizationLevel: c.graphOptimizationLevel,
+      optimizedModelCacheDir: c.optimizedModelCache ? path.resolve(config.dataDir, "cache", "ort") : "",
+      tensorrtCacheDir: path.resolve(config.dataDir, "cache", "tensorrt"),
+      serving: {
+        providerBenchmark: c.providerBenchmark,
+        batch: c.maxBatch,
+        warmupRuns: c.warmupRuns,
+        benchmarkRuns: c.benchmarkRuns,
+      },
+    },
+    batching: {
+      maxDelayMs: c.maxDelayMs,
+      maxQueuedPerAsset: c.maxQueuedWindowsPerAsset,
+      maxInFlight: workers + 1,
+    },
+    maxQueuedWindows: c.maxQueuedWindows,
+  };
+}
