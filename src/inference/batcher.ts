@@ -71,7 +71,8 @@ export class DynamicBatcher<T, R> {
   /** Dispatched batches, oldest first, until delivered. */
   private readonly flights: Flight<T, R>[] = [];
   private delivering = false;
-  private flushAll = false;
+  /** `drain()` calls in progress: while any, nothing waits for `maxDelayMs`. */
+  private draining = 0;
   private timer: NodeJS.Timeout | undefined;
   private timerDueMs = Number.POSITIVE_INFINITY;
   private immediate: NodeJS.Immediate | undefined;
@@ -89,7 +90,8 @@ export class DynamicBatcher<T, R> {
       onDeliverError?: (err: unknown) => void;
     } = {},
   ) {
-    if (options.maxBatch < 1 || options.maxInFlight < 1) throw new RangeError("maxBatch and maxInFlight must be >= 1");
+    if (options.maxBatch < 1 || options.maxInFlight < 1)
+      throw new RangeError("maxBatch and maxInFlight must be >= 1");
   }
 
   private now(): number {
@@ -178,7 +180,7 @@ export class DynamicBatcher<T, R> {
     while (this.flights.length < this.options.maxInFlight && this.live > 0) {
       const oldest = this.oldestLive();
       if (!oldest) break;
-      if (!(this.flushAll || this.live >= this.options.maxBatch || this.isDue(oldest))) {
+      if (!(this.draining > 0 || this.live >= this.options.maxBatch || this.isDue(oldest))) {
         this.schedule(oldest);
         break;
       }
@@ -204,11 +206,14 @@ export class DynamicBatcher<T, R> {
     if (this.timer && this.timerDueMs <= dueMs) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerDueMs = dueMs;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.timerDueMs = Number.POSITIVE_INFINITY;
-      this.pump();
-    }, Math.max(0, dueMs - this.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerDueMs = Number.POSITIVE_INFINITY;
+        this.pump();
+      },
+      Math.max(0, dueMs - this.now()),
+    );
   }
 
   private dispatch(items: T[]): void {
@@ -270,15 +275,14 @@ export class DynamicBatcher<T, R> {
 
   /** Dispatches everything waiting (no `maxDelayMs` wait) and resolves when all is delivered. */
   async drain(): Promise<void> {
-    while (this.live > 0 || this.flights.length > 0) {
-      this.flushAll = true;
-      try {
-        this.pump();
-      } finally {
-        this.flushAll = false;
+    this.draining++;
+    try {
+      this.pump();
+      while (this.live > 0 || this.flights.length > 0) {
+        await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       }
-      if (this.live === 0 && this.flights.length === 0) break;
-      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    } finally {
+      this.draining--;
     }
   }
 

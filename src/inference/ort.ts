@@ -278,7 +278,10 @@ export class OrtBackend implements InferenceBackend {
       };
     }
     const eps: ort.InferenceSession.ExecutionProviderConfig[] = [provider];
-    const create = async (file: string, extra: ort.InferenceSession.SessionOptions): Promise<ModelSession> => {
+    const create = async (
+      file: string,
+      extra: ort.InferenceSession.SessionOptions,
+    ): Promise<ModelSession> => {
       const started = performance.now();
       const session = await ort.InferenceSession.create(file, {
         ...base,

@@ -71,6 +71,8 @@ export interface PoolStats {
   /** Workers that died and were replaced. */
   restarts: number;
   outstanding: number;
+  /** `run` calls per worker slot. */
+  callsPerWorker: number[];
   sessions: SessionStats[];
 }
 
@@ -84,6 +86,8 @@ interface Slot {
   worker: Worker | undefined;
   up: boolean;
   outstanding: Map<number, Pending>;
+  /** `run` calls sent to this slot (any of its workers). */
+  calls: number;
   /** Resolves when the current worker said ready (or rejects if it died first). */
   ready: Promise<void> | undefined;
 }
@@ -142,6 +146,7 @@ export class WorkerPool implements InferenceBackend {
       worker: undefined,
       up: false,
       outstanding: new Map(),
+      calls: 0,
       ready: undefined,
     }));
     this.workerUrl = options.workerUrl ?? defaultWorkerUrl();
@@ -187,7 +192,13 @@ export class WorkerPool implements InferenceBackend {
       worker.on("exit", (code) => {
         if (slot.worker !== worker) return;
         const why = lastError !== "" ? lastError : `exit code ${code}`;
-        reject(new InferenceError("INFERENCE_WORKER_EXITED", `inference worker ${slot.index} exited before it was ready: ${why}`, { retriable: true }));
+        reject(
+          new InferenceError(
+            "INFERENCE_WORKER_EXITED",
+            `inference worker ${slot.index} exited before it was ready: ${why}`,
+            { retriable: true },
+          ),
+        );
         this.onDeath(slot, why);
       });
     });
@@ -283,7 +294,8 @@ export class WorkerPool implements InferenceBackend {
       modelPath: s.modelPath,
       options: s.options,
     });
-    if (reply.type !== "loaded") throw new InferenceError("INFERENCE_PROTOCOL", `unexpected reply ${reply.type}`);
+    if (reply.type !== "loaded")
+      throw new InferenceError("INFERENCE_PROTOCOL", `unexpected reply ${reply.type}`);
     return reply;
   }
 
@@ -298,7 +310,10 @@ export class WorkerPool implements InferenceBackend {
         ? this.slots.map((s) => s.index)
         : [
             this.slots
-              .map((s) => ({ i: s.index, n: [...this.sessions.values()].filter((e) => e.slots.includes(s.index)).length }))
+              .map((s) => ({
+                i: s.index,
+                n: [...this.sessions.values()].filter((e) => e.slots.includes(s.index)).length,
+              }))
               .sort((a, b) => a.n - b.n)[0]?.i ?? 0,
           ];
     const entry: SessionEntry = {
@@ -348,21 +363,36 @@ export class WorkerPool implements InferenceBackend {
     return s;
   }
 
-  /** A live replica of `s` with the fewest calls outstanding, waiting for one if none is up. */
-  private async pick(s: SessionEntry): Promise<Slot> {
+  /** A live replica of `s` with the fewest calls outstanding, if one is up. */
+  private available(s: SessionEntry): Slot | undefined {
+    let best: Slot | undefined;
+    for (const i of s.loaded) {
+      const slot = this.slot(i);
+      if (slot.up && (!best || slot.outstanding.size < best.outstanding.size)) best = slot;
+    }
+    return best;
+  }
+
+  /**
+   * A live replica of `s`, waiting for one if none is up. Synchronous when one is up, so that a
+   * burst of calls made in one turn is spread over the replicas (each call counts at once).
+   */
+  private pick(s: SessionEntry): Slot | Promise<Slot> {
+    if (this.closed) throw new InferenceError("INFERENCE_POOL_CLOSED", "the inference pool is closed");
+    if (s.released) throw new InferenceError("INFERENCE_SESSION_RELEASED", "the session was released");
+    return this.available(s) ?? this.waitForReplica(s);
+  }
+
+  private async waitForReplica(s: SessionEntry): Promise<Slot> {
     for (;;) {
-      if (this.closed) throw new InferenceError("INFERENCE_POOL_CLOSED", "the inference pool is closed");
-      if (s.released) throw new InferenceError("INFERENCE_SESSION_RELEASED", "the session was released");
-      let best: Slot | undefined;
-      for (const i of s.loaded) {
-        const slot = this.slot(i);
-        if (slot.up && (!best || slot.outstanding.size < best.outstanding.size)) best = slot;
-      }
-      if (best) return best;
       const before = this.restarts;
       await new Promise<void>((resolve) => s.waiting.push(resolve));
+      if (this.closed) throw new InferenceError("INFERENCE_POOL_CLOSED", "the inference pool is closed");
+      if (s.released) throw new InferenceError("INFERENCE_SESSION_RELEASED", "the session was released");
+      const slot = this.available(s);
+      if (slot) return slot;
       // Woken without a replica coming up: its reload failed.
-      if (s.loaded.size === 0 && this.restarts === before) {
+      if (this.restarts === before) {
         throw new InferenceError(
           "INFERENCE_SESSION_LOST",
           `the session for ${s.modelPath} could not be reloaded after its worker exited`,
@@ -381,9 +411,12 @@ export class WorkerPool implements InferenceBackend {
     const started = performance.now();
     s.stats.calls++;
     try {
-      const slot = await this.pick(s);
+      const picked = this.pick(s);
+      const slot = picked instanceof Promise ? await picked : picked;
+      slot.calls++;
       const reply = await this.request(slot, { type: "run", id: 0, session: s.id, inputName, data, dims });
-      if (reply.type !== "result") throw new InferenceError("INFERENCE_PROTOCOL", `unexpected reply ${reply.type}`);
+      if (reply.type !== "result")
+        throw new InferenceError("INFERENCE_PROTOCOL", `unexpected reply ${reply.type}`);
       s.stats.items += dims[0] ?? 1;
       s.stats.runMs += reply.runMs;
       s.stats.roundTripMs += performance.now() - started;
@@ -404,14 +437,37 @@ export class WorkerPool implements InferenceBackend {
   ): Promise<BenchmarkResult> {
     // Remembered as the warm-up a replacement worker replays before it serves.
     s.warmup = { inputName, data: data.slice(), dims: [...dims], runs: Math.max(1, warmupRuns + runs) };
-    const slot = await this.pick(s);
-    const reply = await this.request(slot, { type: "benchmark", id: 0, session: s.id, inputName, data, dims, runs, warmupRuns });
-    if (reply.type !== "benchmarked") throw new InferenceError("INFERENCE_PROTOCOL", `unexpected reply ${reply.type}`);
+    const picked = this.pick(s);
+    const slot = picked instanceof Promise ? await picked : picked;
+    const reply = await this.request(slot, {
+      type: "benchmark",
+      id: 0,
+      session: s.id,
+      inputName,
+      data,
+      dims,
+      runs,
+      warmupRuns,
+    });
+    if (reply.type !== "benchmarked")
+      throw new InferenceError("INFERENCE_PROTOCOL", `unexpected reply ${reply.type}`);
     // Other replicas of a CPU session warm up too (not timed).
-    const others = [...s.loaded].filter((i) => i !== slot.index).map((i) => this.slot(i)).filter((x) => x.up);
+    const others = [...s.loaded]
+      .filter((i) => i !== slot.index)
+      .map((i) => this.slot(i))
+      .filter((x) => x.up);
     await Promise.allSettled(
       others.map((o) =>
-        this.request(o, { type: "benchmark", id: 0, session: s.id, inputName, data, dims, runs: 0, warmupRuns: warmupRuns + runs }),
+        this.request(o, {
+          type: "benchmark",
+          id: 0,
+          session: s.id,
+          inputName,
+          data,
+          dims,
+          runs: 0,
+          warmupRuns: warmupRuns + runs,
+        }),
       ),
     );
     return { runs: reply.runs, ms: reply.ms };
@@ -434,6 +490,7 @@ export class WorkerPool implements InferenceBackend {
       workersUp: this.slots.filter((s) => s.up).length,
       restarts: this.restarts,
       outstanding: this.slots.reduce((n, s) => n + s.outstanding.size, 0),
+      callsPerWorker: this.slots.map((s) => s.calls),
       sessions: [...this.sessions.values()].map((s) => ({ ...s.stats, replicasUp: s.loaded.size })),
     };
   }

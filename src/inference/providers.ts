@@ -24,12 +24,7 @@ export function autoProviders(platform: NodeJS.Platform = process.platform): str
 }
 
 export type AttemptOutcome =
-  | "selected"
-  | "unavailable"
-  | "load-failed"
-  | "self-test-failed"
-  | "slower"
-  | "not-tried";
+  "selected" | "unavailable" | "load-failed" | "self-test-failed" | "slower" | "not-tried";
 
 export interface ProviderAttempt {
   provider: string;
@@ -172,7 +167,9 @@ export async function openOnBestProvider(
     throw noProviderError(telling.error, telling.provider, attempts);
   }
 
-  const speedOf = async (session: ModelSession): Promise<{ windowsPerSec: number; batch: number; ms: number; runs: number }> => {
+  const speedOf = async (
+    session: ModelSession,
+  ): Promise<{ windowsPerSec: number; batch: number; ms: number; runs: number }> => {
     const plan = planFor(session);
     const r = await session.benchmark(plan.inputName, plan.data, plan.dims, plan.runs, plan.warmupRuns);
     const batch = plan.dims[0] ?? 1;
@@ -231,7 +228,12 @@ export async function openOnBestProvider(
       }
     }
   } else {
-    selection.warmup = { batch, runs: planFor(winner.session).runs, ms: Number.NaN, windowsPerSec: w.windowsPerSec };
+    selection.warmup = {
+      batch,
+      runs: planFor(winner.session).runs,
+      ms: Number.NaN,
+      windowsPerSec: w.windowsPerSec,
+    };
   }
   return { session: winner.session, selection };
 }

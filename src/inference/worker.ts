@@ -52,13 +52,20 @@ async function handle(msg: ToWorker): Promise<void> {
       const transfer: ArrayBuffer[] = [];
       for (const [name, t] of out) {
         outputs.push({ name, data: t.data, dims: t.dims });
-        if (t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) transfer.push(t.data.buffer);
+        if (t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer))
+          transfer.push(t.data.buffer);
       }
       reply({ type: "result", id: msg.id, outputs, runMs }, transfer);
       return;
     }
     case "benchmark": {
-      const r = await session(msg.session).benchmark(msg.inputName, msg.data, msg.dims, msg.runs, msg.warmupRuns);
+      const r = await session(msg.session).benchmark(
+        msg.inputName,
+        msg.data,
+        msg.dims,
+        msg.runs,
+        msg.warmupRuns,
+      );
       reply({ type: "benchmarked", id: msg.id, ...r });
       return;
     }

@@ -303,8 +303,19 @@ export async function loadPackage(
   };
   let opened: { session: ModelSession; selection: ProviderSelection };
   try {
-    opened = await openOnBestProvider(backend, path.join(dir, manifest.modelFile), options, verify, (session) =>
-      warmUp.plan(manifest.input.tensor, inputShape(manifest.input), manifest.selfTest[0]?.input, options, checked.get(session)?.maxBatch ?? 1),
+    opened = await openOnBestProvider(
+      backend,
+      path.join(dir, manifest.modelFile),
+      options,
+      verify,
+      (session) =>
+        warmUp.plan(
+          manifest.input.tensor,
+          inputShape(manifest.input),
+          manifest.selfTest[0]?.input,
+          options,
+          checked.get(session)?.maxBatch ?? 1,
+        ),
     );
   } catch (err) {
     if (err instanceof PackageError) throw err;
@@ -315,5 +326,13 @@ export async function loadPackage(
   }
   const { session, selection } = opened;
   const { maxBatch, scalarOutputs } = checked.get(session) ?? checkTensors(manifest, session);
-  return { key: `${manifest.name}@${manifest.version}`, manifest, dir, session, maxBatch, scalarOutputs, selection };
+  return {
+    key: `${manifest.name}@${manifest.version}`,
+    manifest,
+    dir,
+    session,
+    maxBatch,
+    scalarOutputs,
+    selection,
+  };
 }
