@@ -224,7 +224,7 @@ export const schema = {
     ),
     maxBatch: leaf("Most windows of one model in one inference call.", "positive-int", 64),
     maxDelayMs: leaf(
-      "Dynamic batching: how long a window may wait for others to fill its batch; 0 = batch only what arrives in the same event-loop turn. Batches also grow on their own while earlier ones are inferred (at most workers + 1 batches per model at once).",
+      "Dynamic batching: how long a window may wait for others to fill its batch; 0 = batch only what arrives in the same event-loop turn. Batches also grow on their own while earlier ones are inferred (at most 4 batches per worker and model at once).",
       "nat",
       2,
     ),

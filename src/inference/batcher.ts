@@ -285,13 +285,4 @@ export class DynamicBatcher<T, R> {
       this.draining--;
     }
   }
-
-  /** Cancels the pending timer (what waits stays queued; `drain` still dispatches it). */
-  stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-    if (this.immediate) clearImmediate(this.immediate);
-    this.timer = undefined;
-    this.immediate = undefined;
-    this.timerDueMs = Number.POSITIVE_INFINITY;
-  }
 }

@@ -33,6 +33,8 @@ export interface ProviderAttempt {
   reason: string;
   /** Session creation, ms (when a session was created). */
   loadMs?: number;
+  /** The optimised-model cache, when the session has one: `hit`, `written`, `off`, or why not. */
+  optimizedModelCache?: string;
   /** Warm-up benchmark at the serving batch, windows/s (when it ran). */
   windowsPerSec?: number;
 }
@@ -152,7 +154,13 @@ export async function openOnBestProvider(
       remember(err, 2, provider);
       continue;
     }
-    const attempt: ProviderAttempt = { provider, outcome: "selected", reason: "", loadMs };
+    const attempt: ProviderAttempt = {
+      provider,
+      outcome: "selected",
+      reason: "",
+      loadMs,
+      ...(session.details ? { optimizedModelCache: session.details.optimizedModelCache } : {}),
+    };
     attempts.push(attempt);
     passed.push({ session, attempt });
   }

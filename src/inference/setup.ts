@@ -15,7 +15,12 @@ import { WorkerPool, defaultPoolSize } from "./pool.js";
 export interface BatchingOptions {
   maxDelayMs: number;
   maxQueuedPerAsset: number;
-  /** Batches of one model inferred at once: one per worker, plus one being committed. */
+  /**
+   * Batches of one model dispatched and not yet committed: 4 per worker (at least 2), so that
+   * a worker finds its next batch waiting when it finishes one, and the main thread commits
+   * finished batches together, instead of each hand-off between the threads waiting for the
+   * other thread to be scheduled (measured: docs/benchmarks.md). On the main thread: 1.
+   */
   maxInFlight: number;
 }
 
@@ -55,7 +60,7 @@ export function inferenceSetup(config: Pick<VigilConfig, "inference" | "dataDir"
     batching: {
       maxDelayMs: c.maxDelayMs,
       maxQueuedPerAsset: c.maxQueuedWindowsPerAsset,
-      maxInFlight: workers + 1,
+      maxInFlight: workers > 0 ? Math.max(2, 4 * workers) : 1,
     },
     maxQueuedWindows: c.maxQueuedWindows,
   };
