@@ -8,7 +8,7 @@
  * one turn is one batch). While every slot is busy, items keep queueing, so batches grow with
  * the load. Results are handed to `deliver` strictly in dispatch order (a batch that finishes
  * early waits for the ones before it), and consecutive finished batches are handed over in ONE
- * call, so the caller can commit them in one transaction. Items of one asset therefore come out
+ * call (up to `maxDeliveryItems`), so the caller can commit them in one transaction. Items of one asset therefore come out
  * in the order they were pushed. A failed batch is delivered as a failure, in its place.
  *
  * Overload policy (the newest data wins): at most `maxQueuedPerAsset` items of one asset wait;
@@ -25,6 +25,11 @@ export interface BatcherOptions {
   maxQueued: number;
   maxQueuedPerAsset: number;
   maxInFlight: number;
+  /**
+   * Most items handed over in one `deliver` call (at least one batch always is): bounds the
+   * caller's work per call — one commit — and so the event-loop stall it causes. Default: no bound.
+   */
+  maxDeliveryItems?: number;
 }
 
 export type DropReason = "asset_backlog" | "queue_full";
@@ -247,9 +252,12 @@ export class DynamicBatcher<T, R> {
     try {
       for (;;) {
         const ready: Finished<T, R>[] = [];
+        let items = 0;
+        const cap = this.options.maxDeliveryItems ?? Number.POSITIVE_INFINITY;
         for (const f of this.flights) {
-          if (!f.done) break;
+          if (!f.done || (ready.length > 0 && items + f.items.length > cap)) break;
           ready.push(f.done);
+          items += f.items.length;
         }
         if (ready.length === 0) break;
         this.counters.deliveries++;

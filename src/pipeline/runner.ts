@@ -100,6 +100,8 @@ export class ModelRunner {
         maxQueued: options.maxQueued,
         maxQueuedPerAsset: options.maxQueuedPerAsset ?? Number.POSITIVE_INFINITY,
         maxInFlight: options.maxInFlight ?? 1,
+        // Finished batches are committed together, up to two full batches per transaction.
+        maxDeliveryItems: 2 * this.maxBatch,
       },
       (item) => item.asset,
       (items) => this.infer(items),

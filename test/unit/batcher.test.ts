@@ -111,6 +111,21 @@ describe("dynamic batcher", () => {
     expect(h.batcher.counters).toMatchObject({ batches: 3, deliveries: 1, items: 6, maxBatchSeen: 2 });
   });
 
+  it("hands finished batches over together only up to maxDeliveryItems", async () => {
+    const h = harness({ maxBatch: 2, maxInFlight: 4, maxDeliveryItems: 4 });
+    for (let n = 1; n <= 7; n++) h.push("a", n);
+    await settle();
+    expect(h.calls).toHaveLength(4);
+    for (const c of h.calls.slice(1)) c.resolve();
+    await settle();
+    h.calls[0]?.resolve(); // now all four are finished: 8 items, at most 4 per delivery
+    await settle();
+    expect(h.deliveries.map((d) => d.flatMap((f) => f.items.map((i) => i.n)))).toEqual([
+      [1, 2, 3, 4],
+      [5, 6, 7],
+    ]);
+  });
+
   it("delivers a failed batch as a failure, in its place, and goes on", async () => {
     const h = harness({ maxBatch: 2, maxInFlight: 2 });
     for (let n = 1; n <= 4; n++) h.push("a", n);
