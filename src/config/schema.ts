@@ -250,7 +250,7 @@ export const schema = {
       "all",
     ),
     optimizedModelCache: leaf(
-      "Keep the graph ONNX Runtime optimised for the CPU in `<dataDir>/cache/ort/` and load it, unoptimised, on the next start (keyed by the model's SHA-256, the ONNX Runtime version, the level and the CPU architecture; the self-test still runs on it).",
+      "Keep the graph ONNX Runtime optimised for the CPU in `<dataDir>/cache/ort/` and load it, unoptimised, on the next start (keyed by the model's SHA-256, the ONNX Runtime version, the level and the CPU model; the self-test still runs on it).",
       Boolean,
       true,
     ),

@@ -13,7 +13,7 @@
  * Session tuning: graph optimisation level, intra- and inter-op threads, and, for the CPU
  * provider, an optimised-model cache (the graph ORT optimised on the first start, written to
  * `optimizedModelCacheDir` under a key of the model's SHA-256, the ORT version, the level and
- * the CPU architecture, and loaded with optimisation off on the next start; a cache file that
+ * the CPU model, and loaded with optimisation off on the next start; a cache file that
  * fails to load is deleted and the model is loaded from its package). TensorRT is pointed at
  * `tensorrtCacheDir` for its engine cache.
  * Failures are `InferenceError`s (`retriable: false`: the same input fails again).
@@ -22,6 +22,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import { createRequire } from "node:module";
+import os from "node:os";
 import path from "node:path";
 import ort from "onnxruntime-node";
 import { InferenceError, errorMessage } from "../errors.js";
@@ -229,11 +230,20 @@ function explainLoadFailure(provider: string, message: string): string {
   return `${message} (${lib}${ext} loads; the CUDA 12 runtime, cuDNN 9${provider === "tensorrt" ? ", TensorRT 10" : ""} or the NVIDIA driver may be missing or mismatched)`;
 }
 
-/** Cache file for an optimised model: one per model content, ORT version, level and CPU architecture. */
+/**
+ * Cache file for an optimised model: one per model content, ORT version, level, and CPU (a graph
+ * optimised at level `all` may hold kernels laid out for this CPU's instruction set, so a data
+ * folder copied to another machine must not reuse it).
+ */
 function optimizedModelFile(dir: string, modelPath: string, level: GraphOptimizationLevel): string {
-  const digest = createHash("sha256").update(fs.readFileSync(modelPath)).digest("hex").slice(0, 24);
   const version = ort.env.versions.node ?? ort.env.versions.common ?? "unknown";
-  return path.join(dir, `${digest}-ort${version}-${level}-${process.arch}.onnx`);
+  const cpu = `${process.arch}:${os.cpus()[0]?.model ?? "unknown"}`;
+  const digest = createHash("sha256")
+    .update(fs.readFileSync(modelPath))
+    .update(`\0${version}\0${level}\0${cpu}`)
+    .digest("hex")
+    .slice(0, 32);
+  return path.join(dir, `${digest}-${level}.onnx`);
 }
 
 export interface OrtBackendOptions {

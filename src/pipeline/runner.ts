@@ -100,8 +100,9 @@ export class ModelRunner {
         maxQueued: options.maxQueued,
         maxQueuedPerAsset: options.maxQueuedPerAsset ?? Number.POSITIVE_INFINITY,
         maxInFlight: options.maxInFlight ?? 1,
-        // Finished batches are committed together, up to two full batches per transaction.
-        maxDeliveryItems: 2 * this.maxBatch,
+        // Finished batches are committed together, up to one full batch per transaction: small
+        // batches share a commit (and its fsync); a commit never stalls the loop for more.
+        maxDeliveryItems: this.maxBatch,
       },
       (item) => item.asset,
       (items) => this.infer(items),
