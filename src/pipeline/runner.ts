@@ -11,6 +11,10 @@
  * that is not committed. Overload: at most `maxQueued` windows wait; beyond that the oldest
  * waiting window is dropped and counted (`overload`). Failures (inference, store) are
  * counted and logged with the batch's windows lost; they never stop later batches.
+ * Monitors (model updates: probation, shadow trials) see every batch's decoded outputs and
+ * latency, or its inference failure, before the commit; a monitor that throws is logged and
+ * ignored. A *shadow* runner (`options.shadow`) stops there: it evaluates no alert rules,
+ * commits nothing and publishes nothing — its outputs reach its monitors only.
  */
 
 import type { RuleState } from "../alerts/rules.js";
@@ -53,6 +57,18 @@ export interface RunnerOptions {
   gatewayId: string;
   maxBatch: number;
   maxQueued: number;
+  /** A candidate beside the serving version: outputs go to monitors only (see header). */
+  shadow?: boolean;
+}
+
+/** Watches a runner's batches (model-update probation and shadow trials). Must be cheap. */
+export interface RunnerMonitor {
+  batch(
+    items: readonly PendingWindow[],
+    outputs: readonly Record<string, OutputValue>[],
+    elapsedMs: number,
+  ): void;
+  failed(items: readonly PendingWindow[], err: unknown): void;
 }
 
 export class ModelRunner {
@@ -76,6 +92,7 @@ export class ModelRunner {
   private readonly maxBatch: number;
   /** Rule states by `asset \0 rule`. */
   private readonly ruleStates = new Map<string, Map<string, RuleState>>();
+  readonly monitors = new Set<RunnerMonitor>();
 
   constructor(
     readonly model: LoadedModel,
@@ -139,6 +156,29 @@ export class ModelRunner {
     }
   }
 
+  /**
+   * Batches of this runner start only after `previous` settles (a new version of a model waits
+   * for the old version's windows, so an asset's predictions stay in order across a swap).
+   */
+  startAfter(previous: Promise<unknown>): void {
+    this.chain = this.chain
+      .then(() => previous)
+      .then(
+        () => undefined,
+        () => undefined,
+      );
+  }
+
+  private notify(call: (m: RunnerMonitor) => void): void {
+    for (const m of this.monitors) {
+      try {
+        call(m);
+      } catch (err) {
+        this.log.error({ model: this.model.key, err: errorMessage(err) }, "runner monitor failed");
+      }
+    }
+  }
+
   /** Runs everything queued so far; resolves when it is committed and handed to the sink. */
   async drain(): Promise<void> {
     this.flush();
@@ -159,9 +199,10 @@ export class ModelRunner {
     } catch (err) {
       this.counters.inferenceErrors++;
       this.log.error(
-        { model: this.model.key, batch: items.length, err: errorMessage(err) },
+        { model: this.model.key, batch: items.length, err: errorMessage(err), shadow: this.options.shadow },
         "inference failed; batch dropped",
       );
+      this.notify((m) => m.failed(items, err));
       return;
     }
     const elapsedMs = performance.now() - started;
@@ -169,6 +210,13 @@ export class ModelRunner {
     this.counters.batchItems += items.length;
     this.counters.inferenceMsTotal += elapsedMs;
     this.counters.lastInferenceMs = elapsedMs;
+    this.notify((m) => m.batch(items, decoded, elapsedMs));
+    if (this.options.shadow === true) {
+      for (const outputs of decoded)
+        if (Object.values(outputs).some((v) => v === null)) this.counters.nonFiniteOutputs++;
+      this.counters.predictions += items.length;
+      return;
+    }
 
     const records: NewRecord[] = [];
     const stateUpdates = new Map<string, AlertStateRow>();
