@@ -17,6 +17,7 @@ import { VERSION } from "./system/version.js";
 import { runBatch, type DataFormat } from "./tools/batch.js";
 import { ProgressBar } from "./tools/progress.js";
 import { runReplay } from "./tools/replay.js";
+import * as modelTools from "./tools/models.js";
 
 const EXIT_OK = 0;
 const EXIT_FAIL = 1;
@@ -207,6 +208,75 @@ const commands: Record<string, Command> = {
       process.stderr.write(
         `${result.predictions} predictions from ${result.rows} rows written to ${String(values.out)}${result.skippedLines ? ` (${result.skippedLines} unreadable lines skipped)` : ""}\n`,
       );
+      return EXIT_OK;
+    },
+  },
+  models: {
+    summary: "model packages: keygen, sign, verify, pack, install",
+    usage: [
+      "vigil models keygen --out DIR [--name NAME]     Ed25519 key pair: NAME.key (secret), NAME.pub (trusted key)",
+      "       vigil models sign DIR --key KEY.key             write DIR/manifest.sig",
+      "       vigil models verify PKG [--key PUB]... [--config FILE] [--no-onnx]   check a folder or .tgz; say what fails",
+      "       vigil models pack DIR --out PKG.tgz             package for deployment; prints its sha256 and size",
+      "       vigil models install PKG.tgz [--config FILE] [--allow-downgrade]   offline install, same checks as OTA",
+    ].join("\n"),
+    options: {
+      out: { type: "string" },
+      name: { type: "string" },
+      key: { type: "string", multiple: true },
+      config: { type: "string", short: "c" },
+      "no-onnx": { type: "boolean" },
+      "allow-downgrade": { type: "boolean" },
+    },
+    async run(values, positionals) {
+      const [sub, target, ...extra] = positionals;
+      if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
+      const keys = (values.key as unknown as string[] | undefined) ?? [];
+      const needTarget = (what: string): string => {
+        if (target === undefined) throw new UsageError(`vigil models ${sub ?? ""} needs ${what}`);
+        return target;
+      };
+      let out: modelTools.ToolOutput;
+      switch (sub) {
+        case "keygen":
+          out = modelTools.keygen(
+            required(values, "out"),
+            typeof values.name === "string" ? values.name : undefined,
+          );
+          break;
+        case "sign":
+          if (keys.length !== 1) throw new UsageError("--key KEY.key is required once");
+          out = await modelTools.sign(needTarget("a package folder"), keys[0] as string);
+          break;
+        case "verify": {
+          const config = typeof values.config === "string" ? loadConfig({ file: values.config }) : undefined;
+          out = await modelTools.verify(needTarget("a package folder or .tgz"), {
+            keyFiles: keys,
+            ...(config ? { config } : {}),
+            noOnnx: values["no-onnx"] === true,
+          });
+          break;
+        }
+        case "pack":
+          out = await modelTools.pack(needTarget("a package folder"), required(values, "out"));
+          break;
+        case "install": {
+          const config = loadConfig(typeof values.config === "string" ? { file: values.config } : {});
+          out = await modelTools.install(
+            needTarget("a .tgz package"),
+            config,
+            values["allow-downgrade"] === true,
+          );
+          break;
+        }
+        default:
+          throw new UsageError(`unknown models command "${sub ?? ""}" (keygen, sign, verify, pack, install)`);
+      }
+      process.stdout.write(`${out.lines.join("\n")}\n`);
+      if (!out.ok) {
+        process.stderr.write(`vigil models ${sub}: ${out.reason ?? "failed"}\n`);
+        return EXIT_FAIL;
+      }
       return EXIT_OK;
     },
   },

@@ -11,6 +11,10 @@
  * already in flight (inference, commit, publish), publishes `{"state":"offline"}`, then closes
  * the API, the connection, the broker, the models and the store; it keeps going when a part
  * fails, and is safe to call twice.
+ * Model updates (src/models/ota/, docs/ota.md): the updater loads the shipped and installed
+ * packages in place of a plain registry scan, takes requests under `request/models/...` from
+ * the plant broker (a cloud MQTT destination can attach another `CommandSource`), and swaps
+ * models in the running pipeline; it stops before the pipeline drains.
  */
 
 import fs from "node:fs";
@@ -23,6 +27,8 @@ import { errorMessage } from "./errors.js";
 import { MqttConnection } from "./ingest/mqtt-client.js";
 import { OrtBackend, type InferenceBackend } from "./inference/ort.js";
 import { ModelRegistry } from "./models/registry.js";
+import { MqttCommandSource } from "./models/ota/commands.js";
+import { ModelUpdater, updaterConfig } from "./models/ota/updater.js";
 import type { StatusPayload } from "./output/payloads.js";
 import { gatewayTopics, type GatewayTopics } from "./output/topics.js";
 import { Pipeline, type PipelineStats } from "./pipeline/pipeline.js";
@@ -81,6 +87,8 @@ export class Gateway {
   private readonly startedAt = new Date();
   private store: Store | undefined;
   private registry: ModelRegistry | undefined;
+  private updater: ModelUpdater | undefined;
+  private commands: MqttCommandSource | undefined;
   private broker: EmbeddedBroker | undefined;
   private connection: MqttConnection | undefined;
   private sink: MqttRecordSink | undefined;
@@ -123,16 +131,21 @@ export class Gateway {
       .child({ module: "store" })
       .info({ file: this.storeFile, lastSeq: this.store.lastSeq() }, "store open");
 
-    this.registry = new ModelRegistry(
-      this.backend,
-      {
-        executionProviders: c.inference.executionProviders,
-        intraOpThreads: c.inference.intraOpThreads,
-        graphOptimizationLevel: c.inference.graphOptimizationLevel,
-      },
-      this.log.child({ module: "models" }),
-    );
-    await this.registry.scan(c.models.dir);
+    const sessionOptions = {
+      executionProviders: c.inference.executionProviders,
+      intraOpThreads: c.inference.intraOpThreads,
+      graphOptimizationLevel: c.inference.graphOptimizationLevel,
+    };
+    this.registry = new ModelRegistry(this.backend, sessionOptions, this.log.child({ module: "models" }));
+    this.updater = new ModelUpdater(updaterConfig(c), {
+      registry: this.registry,
+      backend: this.backend,
+      sessionOptions,
+      clock: this.clock,
+      log: this.log.child({ module: "ota" }),
+      onChange: () => this.publishStatus(),
+    });
+    await this.updater.load(); // shipped and installed packages
 
     let url = c.mqtt.url;
     if (c.mqtt.embeddedBroker.enabled) {
@@ -163,7 +176,10 @@ export class Gateway {
           qos: 1,
         },
       },
-      (topic, payload) => this.pipeline?.handleMessage(topic, payload, this.clock.nowMs()),
+      (topic, payload) => {
+        if (this.commands?.deliver(topic, payload)) return;
+        this.pipeline?.handleMessage(topic, payload, this.clock.nowMs());
+      },
       this.log.child({ module: "mqtt" }),
     );
     this.sink = new MqttRecordSink(
@@ -193,6 +209,16 @@ export class Gateway {
     this.connection.onConnect(() => this.publishStatus());
     this.connection.start();
     this.connection.subscribe(this.pipeline.filters());
+    if (c.models.ota.enabled) {
+      this.commands = new MqttCommandSource(
+        "plant",
+        this.connection,
+        this.topics,
+        this.log.child({ module: "ota" }),
+      );
+      this.updater.attach(this.commands);
+    }
+    this.updater.start(this.pipeline);
 
     if (c.http.enabled) {
       this.api = new ApiServer(
@@ -274,6 +300,7 @@ export class Gateway {
           state: "not-started",
         })),
       },
+      ota: this.updater?.status(),
       alerts: this.pipeline?.activeAlerts() ?? [],
       counters: stats
         ? {
@@ -316,6 +343,7 @@ export class Gateway {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.tickTimer) clearInterval(this.tickTimer);
     await step("unsubscribe", () => this.connection?.unsubscribeAll());
+    await step("model updates", () => this.updater?.stop());
     await step("pipeline", () => this.pipeline?.drain());
     await step("api", () => this.api?.stop());
     await step("mqtt", () =>

@@ -256,6 +256,8 @@ function request(
       url,
       {
         headers,
+        // One connection per download: no keep-alive socket shared between attempts.
+        agent: false,
         timeout: options.idleTimeoutMs,
         ...(options.signal ? { signal: options.signal } : {}),
         ...(url.protocol === "https:" && options.ca !== undefined ? { ca: options.ca } : {}),

@@ -41,7 +41,13 @@ import { InputBuilder } from "../window/preprocess.js";
 import { RowAssembler, type RowConsumer } from "../window/row-assembler.js";
 import { TimeWindow, type TimeSample } from "../window/time-window.js";
 import { addWindowStats, newWindowStats, type EmittedWindow, type WindowStats } from "../window/types.js";
-import { ModelRunner, type RecordSink, type RunnerCounters, type RunnerMonitor } from "./runner.js";
+import {
+  ModelRunner,
+  type PendingWindow,
+  type RecordSink,
+  type RunnerCounters,
+  type RunnerMonitor,
+} from "./runner.js";
 
 export interface PipelineOptions {
   gatewayId: string;
@@ -196,7 +202,7 @@ export class Pipeline {
     for (const m of monitors) runner.monitors.add(m);
     let retired: Promise<void> = Promise.resolve();
     if (old) {
-      if (old.shadow) this.retire(old.shadow.runner);
+      if (old.shadow) void this.retire(old.shadow.runner);
       retired = this.retire(old.runner);
       // Alert states by model name: whatever the old version commits last is what the new one continues.
       runner.startAfter(retired.then(() => runner.restoreAlertStates(this.store.alertStates())));
@@ -238,7 +244,7 @@ export class Pipeline {
     if (!sameWindowInput(served.model, candidate)) {
       throw new Error(`${candidate.key} reads other signals or another window than ${served.model.key}`);
     }
-    if (served.shadow) this.retire(served.shadow.runner);
+    if (served.shadow) void this.retire(served.shadow.runner);
     const runner = this.newRunner(candidate, true);
     for (const m of monitors) runner.monitors.add(m);
     served.shadow = { model: candidate, runner, builder: new InputBuilder(candidate.manifest.input) };
@@ -251,6 +257,22 @@ export class Pipeline {
     if (!served || !shadow) return Promise.resolve();
     delete served.shadow;
     return this.retire(shadow.runner);
+  }
+
+  /**
+   * Predict these windows again with the serving version of `name` (after a rollback, the
+   * windows the rolled-back version failed on); they queue behind what is already queued.
+   */
+  replay(name: string, items: readonly PendingWindow[]): number {
+    const m = this.served.get(name);
+    if (!m) return 0;
+    for (const item of items)
+      m.runner.enqueue({
+        asset: item.asset,
+        window: item.window,
+        input: m.builder.build(item.window.matrix),
+      });
+    return items.length;
   }
 
   /** Watch the serving version of `name` (probation, trial). */
