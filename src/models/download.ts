@@ -315,11 +315,16 @@ function receive(
         ? new DownloadError("DOWNLOAD_CANCELLED", "cancelled", { retriable: false })
         : why;
       res.destroy();
-      out.destroy();
-      out.on("close", () => {
-        if (removeFile) fs.rmSync(options.file, { force: true });
-        reject(err);
-      });
+      if (removeFile) {
+        out.destroy();
+        out.on("close", () => {
+          fs.rmSync(options.file, { force: true });
+          reject(err);
+        });
+        return;
+      }
+      // Keep every byte received: the next attempt resumes after them.
+      out.end(() => reject(err));
     };
     const overall = setTimeout(
       () => fail(timeoutError(options, "overall"), false),

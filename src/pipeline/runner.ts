@@ -2,8 +2,9 @@
  * One serving model's inference stage: windows in, committed and published records out.
  *
  * Contract: `enqueue` takes a preprocessed window; windows are batched (up to the model's
- * and the config's max batch) within one turn of the event loop, so a burst of messages
- * becomes one ONNX Runtime call. Batches of one model run one after another, so predictions
+ * and the config's max batch): those of one turn of the event loop, and, while a batch runs,
+ * all that arrive meanwhile, so a burst of messages becomes one ONNX Runtime call and a slow
+ * model catches up in full batches. Batches of one model run one after another, so predictions
  * of an asset come out in the order its windows were emitted. For each batch, in order:
  * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
  * every prediction and alert event, and the new rule states, committed to the store in ONE
@@ -88,6 +89,7 @@ export class ModelRunner {
   };
   private queue: PendingWindow[] = [];
   private scheduled = false;
+  private pumping = false;
   private chain: Promise<void> = Promise.resolve();
   private readonly maxBatch: number;
   /** Rule states by `asset \0 rule`. */
@@ -150,9 +152,22 @@ export class ModelRunner {
   }
 
   private flush(): void {
-    while (this.queue.length > 0) {
-      const items = this.queue.splice(0, this.maxBatch);
-      this.chain = this.chain.then(() => this.runBatch(items));
+    if (this.pumping || this.queue.length === 0) return;
+    this.pumping = true;
+    this.chain = this.chain.then(() => this.pump());
+  }
+
+  /** Runs batches while windows wait; a batch takes what has queued up by the time it starts. */
+  private async pump(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const items = this.queue.splice(0, this.maxBatch);
+        await this.runBatch(items).catch((err: unknown) => {
+          this.log.error({ model: this.model.key, err: errorMessage(err) }, "batch failed; windows dropped");
+        });
+      }
+    } finally {
+      this.pumping = false;
     }
   }
 
@@ -205,7 +220,7 @@ export class ModelRunner {
       this.notify((m) => m.failed(items, err));
       return;
     }
-    const elapsedMs = performance.now() - started;
+    const elapsedMs = session.lastRunMs ?? performance.now() - started;
     this.counters.batches++;
     this.counters.batchItems += items.length;
     this.counters.inferenceMsTotal += elapsedMs;

@@ -306,8 +306,10 @@ export class PackageServer {
       res.end(body);
       return;
     }
-    res.write(body.subarray(0, b.afterBytes));
-    if (b.kind === "cut") res.socket?.destroy();
+    // "cut": once these bytes are on their way, the connection breaks.
+    res.write(body.subarray(0, b.afterBytes), () => {
+      if (b.kind === "cut") setTimeout(() => res.socket?.destroy(), 20);
+    });
     // "stall": nothing more until close() destroys the connection.
   }
 
@@ -423,19 +425,19 @@ export class RowStream {
   }
 
   /** Sends rows until `until` settles (at least `min`), then `after` more. */
-  async during<T>(until: Promise<T>, min = 2, after = 4): Promise<T> {
+  async during<T>(until: Promise<T>, min = 2, after = 4, rowsPerMessage = 1): Promise<T> {
     let settled = false;
     const watched = until.finally(() => {
       settled = true;
     });
     let sent = 0;
     while (!settled || sent < min) {
-      await this.send(1);
-      sent++;
+      await this.send(rowsPerMessage, rowsPerMessage);
+      sent += rowsPerMessage;
       if (!settled) await new Promise<void>((r) => setImmediate(r));
     }
     const value = await watched;
-    await this.send(after);
+    await this.send(after, rowsPerMessage);
     return value;
   }
 

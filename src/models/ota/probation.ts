@@ -64,7 +64,7 @@ export class Probation {
     this.errors += windows;
     if (this.errors > this.limits.maxErrors) {
       return this.fail(
-        `inference failed on ${this.errors} window(s) in probation (allowed: ${this.limits.maxErrors}): ${error}`,
+        `inference failed on ${this.errors} window(s) in probation (allowed: ${this.limits.maxErrors}): ${error.replace(/\s+/g, " ").trim()}`,
       );
     }
     return undefined;

@@ -29,8 +29,10 @@ export interface TrialCriteria {
   maxErrorRate: number;
   /** Candidate windows with a NaN or infinite output, per window. */
   maxNonFiniteRate: number;
-  /** Candidate mean inference time per window over the serving version's. */
+  /** Candidate median inference time per window over the serving version's… */
   maxLatencyRatio: number;
+  /** …and by more than this many ms per window (smaller differences are timer noise). */
+  latencyToleranceMs: number;
 }
 
 export const TRIAL_DEFAULTS: TrialCriteria = {
@@ -43,6 +45,7 @@ export const TRIAL_DEFAULTS: TrialCriteria = {
   maxErrorRate: 0,
   maxNonFiniteRate: 0,
   maxLatencyRatio: 10,
+  latencyToleranceMs: 1,
 };
 
 export interface DeployRequest {

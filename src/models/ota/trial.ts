@@ -8,7 +8,10 @@
  * windows per side are kept, oldest dropped). Outputs are compared by name over the outputs the
  * two manifests share: numbers agree when |a − c| ≤ absTolerance + relTolerance·|a| (a: the
  * serving version), labels when equal, arrays element by element; a non-finite value on
- * either side disagrees. `done(nowMs)` says whether the trial has run its course (candidate
+ * either side disagrees. Latency is the median time per window over recent batches; the
+ * candidate is too slow only when its median exceeds `maxLatencyRatio` × the serving
+ * version's AND by more than `latencyToleranceMs` (below that, a ratio is timer noise).
+ * `done(nowMs)` says whether the trial has run its course (candidate
  * windows ≥ `windows` or time ≥ `durationMs`); `report(nowMs)` gives the figures and the
  * verdict against the criteria, with one reason per criterion missed.
  */
@@ -26,6 +29,8 @@ interface SideStats {
   errors: number;
   nonFinite: number;
   latencyMsTotal: number;
+  /** Per-window time of recent batches (for the median). */
+  perWindowMs: number[];
 }
 
 export interface OutputComparison {
@@ -45,9 +50,9 @@ export interface TrialReport {
   compared: number;
   agreement: number | null;
   outputs: Record<string, OutputComparison>;
-  activeStats: SideStats & { meanLatencyMs: number | null };
-  candidateStats: SideStats & {
-    meanLatencyMs: number | null;
+  activeStats: Omit<SideStats, "perWindowMs"> & { medianLatencyMs: number | null };
+  candidateStats: Omit<SideStats, "perWindowMs"> & {
+    medianLatencyMs: number | null;
     errorRate: number | null;
     nonFiniteRate: number | null;
   };
@@ -60,8 +65,20 @@ export interface TrialReport {
 type Outputs = Readonly<Record<string, OutputValue>>;
 
 export class TrialComparison {
-  private readonly activeStats: SideStats = { windows: 0, errors: 0, nonFinite: 0, latencyMsTotal: 0 };
-  private readonly candidateStats: SideStats = { windows: 0, errors: 0, nonFinite: 0, latencyMsTotal: 0 };
+  private readonly activeStats: SideStats = {
+    windows: 0,
+    errors: 0,
+    nonFinite: 0,
+    latencyMsTotal: 0,
+    perWindowMs: [],
+  };
+  private readonly candidateStats: SideStats = {
+    windows: 0,
+    errors: 0,
+    nonFinite: 0,
+    latencyMsTotal: 0,
+    perWindowMs: [],
+  };
   private readonly pendingActive = new Map<string, Outputs>();
   private readonly pendingCandidate = new Map<string, Outputs>();
   private readonly perOutput = new Map<
@@ -125,6 +142,10 @@ export class TrialComparison {
   ): void {
     stats.windows += items.length;
     stats.latencyMsTotal += elapsedMs;
+    if (items.length > 0) {
+      stats.perWindowMs.push(elapsedMs / items.length);
+      if (stats.perWindowMs.length > MAX_LATENCY_SAMPLES) stats.perWindowMs.shift();
+    }
     for (const o of outputs) if (Object.values(o).some((v) => v === null)) stats.nonFinite++;
   }
 
@@ -192,11 +213,8 @@ export class TrialComparison {
     const k = this.criteria;
     const a = this.activeStats;
     const c = this.candidateStats;
-    const predicted = (s: SideStats): number => s.windows - (s === c ? s.errors : 0);
-    const meanLatency = (s: SideStats): number | null =>
-      predicted(s) > 0 ? s.latencyMsTotal / predicted(s) : null;
-    const aLat = meanLatency(a);
-    const cLat = meanLatency(c);
+    const aLat = median(a.perWindowMs);
+    const cLat = median(c.perWindowMs);
     const latencyRatio = aLat !== null && cLat !== null && aLat > 0 ? cLat / aLat : null;
     const agreement = this.compared > 0 && this.shared.length > 0 ? this.agreed / this.compared : null;
     const errorRate = c.windows > 0 ? c.errors / c.windows : null;
@@ -217,7 +235,12 @@ export class TrialComparison {
       reasons.push(
         `candidate gave NaN/Inf on ${c.nonFinite} of ${c.windows} windows (rate ${fmt(nonFiniteRate)} > maxNonFiniteRate ${k.maxNonFiniteRate})`,
       );
-    if (latencyRatio !== null && latencyRatio > k.maxLatencyRatio)
+    // Sub-millisecond models: the ratio of two tiny times is timer noise, so a floor applies.
+    if (
+      latencyRatio !== null &&
+      latencyRatio > k.maxLatencyRatio &&
+      (cLat ?? 0) - (aLat ?? 0) > k.latencyToleranceMs
+    )
       reasons.push(
         `candidate is ${fmt(latencyRatio)}× slower per window (maxLatencyRatio ${k.maxLatencyRatio})`,
       );
@@ -238,14 +261,27 @@ export class TrialComparison {
       compared: this.compared,
       agreement,
       outputs,
-      activeStats: { ...a, meanLatencyMs: aLat },
-      candidateStats: { ...c, meanLatencyMs: cLat, errorRate, nonFiniteRate },
+      activeStats: { ...sideFigures(a), medianLatencyMs: aLat },
+      candidateStats: { ...sideFigures(c), medianLatencyMs: cLat, errorRate, nonFiniteRate },
       latencyRatio,
       criteria: { ...k },
       passed: reasons.length === 0,
       reasons,
     };
   }
+}
+
+const MAX_LATENCY_SAMPLES = 1024;
+
+function median(xs: readonly number[]): number | null {
+  if (xs.length === 0) return null;
+  const sorted = [...xs].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+function sideFigures(s: SideStats): Omit<SideStats, "perWindowMs"> {
+  return { windows: s.windows, errors: s.errors, nonFinite: s.nonFinite, latencyMsTotal: s.latencyMsTotal };
 }
 
 function key(item: WindowRef): string {

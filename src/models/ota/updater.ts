@@ -104,6 +104,8 @@ interface Job {
   stage: string;
   startedAtMs: number;
   abort: AbortController;
+  /** Restarts that took this update up again. */
+  resumes: number;
   cancelledBy?: string;
   done?: Promise<void>;
 }
@@ -130,6 +132,8 @@ interface RunningProbation {
   timer: NodeJS.Timeout | undefined;
   transaction: string | null;
   rollingBack: boolean;
+  /** Set once swapped back: failures of the old runner's last windows are replayed at once. */
+  rolledBack: boolean;
   /** Windows the new version failed on; the previous version predicts them after a rollback. */
   failedWindows: PendingWindow[];
 }
@@ -507,6 +511,7 @@ export class ModelUpdater {
       stage: "accepted",
       startedAtMs,
       abort: new AbortController(),
+      resumes,
     };
     this.job = job;
     this.state.pending = {
@@ -869,6 +874,7 @@ export class ModelUpdater {
       timer: undefined,
       transaction,
       rollingBack: false,
+      rolledBack: false,
       failedWindows: [],
       monitor: {
         batch: (items, outputs, elapsedMs) => {
@@ -877,6 +883,11 @@ export class ModelUpdater {
           else if (probation.done(this.now())) this.passProbation(name, running);
         },
         failed: (items, err) => {
+          if (running.rolledBack) {
+            // The rolled-back version's last queued windows: the restored version predicts them.
+            this.host?.replay(name, items);
+            return;
+          }
           if (running.failedWindows.length + items.length <= MAX_REPLAY_WINDOWS)
             running.failedWindows.push(...items);
           const reason = probation.failed(items.length, errorMessage(err));
@@ -940,7 +951,10 @@ export class ModelUpdater {
     if (!target) throw new VigilError("OTA_NO_PREVIOUS", `no previous version of ${name} to go back to`);
     const bad = this.deps.registry.get(name);
     if (bad?.manifest.version !== running.version) return; // something else was activated meanwhile
-    this.endProbation(name, running, target);
+    // Not endProbation: the monitor stays on the old runner until it has drained (see failed()).
+    if (running.timer) clearTimeout(running.timer);
+    this.probations.delete(name);
+    running.rolledBack = true;
     this.state.rejected[`${name}@${running.version}`] = reason;
     this.setLast({
       transaction: running.transaction,
@@ -956,7 +970,7 @@ export class ModelUpdater {
       selfTestMsPerWindow: 0,
       rollback: true,
     });
-    const replayed = this.requireHost().replay(name, running.failedWindows);
+    const replayed = this.requireHost().replay(name, running.failedWindows.splice(0));
     this.deps.registry.setStatus({
       name,
       version: running.version,
@@ -1413,6 +1427,7 @@ export class ModelUpdater {
             version: job.version,
             stage: job.stage,
             sinceMs: job.startedAtMs,
+            resumes: job.resumes,
           }
         : null,
       models: [...byName.entries()]
@@ -1468,6 +1483,7 @@ export interface OtaStatus {
     transaction: string;
     name: string | null;
     version: string | null;
+    resumes: number;
     stage: string;
     sinceMs: number;
   } | null;
