@@ -237,40 +237,51 @@ const commands: Record<string, Command> = {
         return target;
       };
       let out: modelTools.ToolOutput;
-      switch (sub) {
-        case "keygen":
-          out = modelTools.keygen(
-            required(values, "out"),
-            typeof values.name === "string" ? values.name : undefined,
-          );
-          break;
-        case "sign":
-          if (keys.length !== 1) throw new UsageError("--key KEY.key is required once");
-          out = await modelTools.sign(needTarget("a package folder"), keys[0] as string);
-          break;
-        case "verify": {
-          const config = typeof values.config === "string" ? loadConfig({ file: values.config }) : undefined;
-          out = await modelTools.verify(needTarget("a package folder or .tgz"), {
-            keyFiles: keys,
-            ...(config ? { config } : {}),
-            noOnnx: values["no-onnx"] === true,
-          });
-          break;
+      try {
+        switch (sub) {
+          case "keygen":
+            out = modelTools.keygen(
+              required(values, "out"),
+              typeof values.name === "string" ? values.name : undefined,
+            );
+            break;
+          case "sign":
+            if (keys.length !== 1) throw new UsageError("--key KEY.key is required once");
+            out = await modelTools.sign(needTarget("a package folder"), keys[0] as string);
+            break;
+          case "verify": {
+            const config =
+              typeof values.config === "string" ? loadConfig({ file: values.config }) : undefined;
+            out = await modelTools.verify(needTarget("a package folder or .tgz"), {
+              keyFiles: keys,
+              ...(config ? { config } : {}),
+              noOnnx: values["no-onnx"] === true,
+            });
+            break;
+          }
+          case "pack":
+            out = await modelTools.pack(needTarget("a package folder"), required(values, "out"));
+            break;
+          case "install": {
+            const config = loadConfig(typeof values.config === "string" ? { file: values.config } : {});
+            out = await modelTools.install(
+              needTarget("a .tgz package"),
+              config,
+              values["allow-downgrade"] === true,
+            );
+            break;
+          }
+          default:
+            throw new UsageError(
+              `unknown models command "${sub ?? ""}" (keygen, sign, verify, pack, install)`,
+            );
         }
-        case "pack":
-          out = await modelTools.pack(needTarget("a package folder"), required(values, "out"));
-          break;
-        case "install": {
-          const config = loadConfig(typeof values.config === "string" ? { file: values.config } : {});
-          out = await modelTools.install(
-            needTarget("a .tgz package"),
-            config,
-            values["allow-downgrade"] === true,
-          );
-          break;
-        }
-        default:
-          throw new UsageError(`unknown models command "${sub ?? ""}" (keygen, sign, verify, pack, install)`);
+      } catch (err) {
+        if (err instanceof UsageError || err instanceof ConfigError) throw err;
+        // The reason names the subcommand: "vigil models install: ...".
+        const code = err instanceof VigilError ? ` [${err.code}]` : "";
+        process.stderr.write(`vigil models ${sub ?? ""}: ${errorMessage(err).split("\n")[0] ?? ""}${code}\n`);
+        return EXIT_FAIL;
       }
       process.stdout.write(`${out.lines.join("\n")}\n`);
       if (!out.ok) {

@@ -81,6 +81,7 @@ export async function extractPackage(
   let bytes = 0;
   let entries = 0;
   const writes: Promise<void>[] = [];
+  const streams: fs.WriteStream[] = [];
   let failure: Error | undefined;
 
   const parser = new Parser({ strict: true, maxMetaEntrySize: 64 * 1024 });
@@ -150,7 +151,9 @@ export async function extractPackage(
     const target = path.join(dest, rel);
     fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o755 });
     // 'wx': never write through something that already exists (a link cannot exist here anyway).
-    return pipeline(entry, fs.createWriteStream(target, { flags: "wx", mode: 0o644 }));
+    const out = fs.createWriteStream(target, { flags: "wx", mode: 0o644 });
+    streams.push(out);
+    return pipeline(entry, out);
   };
 
   try {
@@ -170,6 +173,9 @@ export async function extractPackage(
     if (files.length === 0) throw new PackageError("ARCHIVE_EMPTY", "archive holds no files; refused");
     return { files, bytes };
   } catch (err) {
+    // Stop and wait for every write in flight, so that nothing lands after the folder is gone.
+    for (const out of streams) out.destroy();
+    await Promise.allSettled(writes);
     fs.rmSync(dest, { recursive: true, force: true });
     throw failure ?? (err instanceof PackageError ? err : corrupt(err));
   }

@@ -120,6 +120,10 @@ function start(
   return { o: json, p, transaction };
 }
 
+function notAnObject(): { ok: false; transaction: null; errors: string[] } {
+  return { ok: false, transaction: null, errors: ["the request must be a JSON object"] };
+}
+
 function finish<T>(p: Problems, transaction: string | null, value: () => T): Parsed<T> {
   if (p.list.length > 0 || transaction === null) return { ok: false, transaction, errors: p.list };
   return { ok: true, value: value() };
@@ -134,6 +138,7 @@ function nameAt(p: Problems, o: Record<string, unknown>, required: boolean): str
 }
 
 export function parseDeploy(json: unknown): Parsed<DeployRequest> {
+  if (!isRecord(json)) return notAnObject();
   const { o, p, transaction } = start(json, [
     "transaction",
     "url",
@@ -177,6 +182,7 @@ export function parseDeploy(json: unknown): Parsed<DeployRequest> {
 }
 
 export function parseRollback(json: unknown): Parsed<RollbackRequest> {
+  if (!isRecord(json)) return notAnObject();
   const { o, p, transaction } = start(json, ["transaction", "name", "version"]);
   const name = nameAt(p, o, true);
   const version = own(o, "version");
@@ -191,12 +197,14 @@ export function parseRollback(json: unknown): Parsed<RollbackRequest> {
 }
 
 export function parseNameRequest(json: unknown): Parsed<NameRequest> {
+  if (!isRecord(json)) return notAnObject();
   const { o, p, transaction } = start(json, ["transaction", "name"]);
   const name = nameAt(p, o, true);
   return finish(p, transaction, () => ({ transaction: transaction as string, name: name as string }));
 }
 
 export function parseCancel(json: unknown): Parsed<CancelRequest> {
+  if (!isRecord(json)) return notAnObject();
   const { o, p, transaction } = start(json, ["transaction", "target", "name"]);
   const target = own(o, "target");
   if (target !== undefined && typeof target !== "string")
