@@ -61,30 +61,13 @@ export function keyId(publicKey: KeyObject): string {
   return createHash("sha256").update(der).digest("hex").slice(0, 16);
 }
 
-/** Parses a PEM public key and insists on Ed25519. Throws a PackageError naming `source`. */
-export function parsePublicKey(pem: string | Buffer, source: string): TrustedKey {
+/** A PEM key of the given kind, insisting on Ed25519; a PackageError naming `source` otherwise. */
+function parseEd25519(pem: string | Buffer, source: string, kind: "public" | "private"): KeyObject {
   let key: KeyObject;
   try {
-    key = createPublicKey(pem);
+    key = kind === "public" ? createPublicKey(pem) : createPrivateKey(pem);
   } catch (err) {
-    throw new PackageError("KEY_INVALID", `${source} is not a PEM public key: ${errorMessage(err)}`);
-  }
-  if (key.asymmetricKeyType !== "ed25519") {
-    throw new PackageError(
-      "KEY_INVALID",
-      `${source} is a ${key.asymmetricKeyType ?? "unknown"} key; packages are signed with Ed25519`,
-    );
-  }
-  return { id: keyId(key), source, key };
-}
-
-/** Parses a PEM private key (PKCS#8) and insists on Ed25519. */
-export function parsePrivateKey(pem: string | Buffer, source: string): KeyObject {
-  let key: KeyObject;
-  try {
-    key = createPrivateKey(pem);
-  } catch (err) {
-    throw new PackageError("KEY_INVALID", `${source} is not a PEM private key: ${errorMessage(err)}`);
+    throw new PackageError("KEY_INVALID", `${source} is not a PEM ${kind} key: ${errorMessage(err)}`);
   }
   if (key.asymmetricKeyType !== "ed25519") {
     throw new PackageError(
@@ -93,6 +76,17 @@ export function parsePrivateKey(pem: string | Buffer, source: string): KeyObject
     );
   }
   return key;
+}
+
+/** Parses a PEM public key (SPKI) and insists on Ed25519. */
+export function parsePublicKey(pem: string | Buffer, source: string): TrustedKey {
+  const key = parseEd25519(pem, source, "public");
+  return { id: keyId(key), source, key };
+}
+
+/** Parses a PEM private key (PKCS#8) and insists on Ed25519. */
+export function parsePrivateKey(pem: string | Buffer, source: string): KeyObject {
+  return parseEd25519(pem, source, "private");
 }
 
 export function loadTrustedKeys(paths: readonly string[]): KeyLoadResult {

@@ -13,7 +13,8 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 import { FIXTURES, modelsDir, startGateway, tempDir, testConfig } from "../support/harness.js";
-import { BASE, craftTgz, entriesOf, makeKeys } from "../support/ota.js";
+import { keygen as makeKeyPair } from "../../src/tools/models.js";
+import { BASE, buildPackage, craftTgz, entriesOf, makeKeys } from "../support/ota.js";
 
 function copyFixture(version: string): string {
   const dir = path.join(tempDir("vigil-cli-pkg-"), `pkg-${version}`);
@@ -34,9 +35,7 @@ describe("vigil models", () => {
     expect(keygen.stdout).toMatch(/key id\s+[0-9a-f]{16}/);
     const keyId = /key id\s+([0-9a-f]{16})/.exec(keygen.stdout)?.[1];
     expect(fs.statSync(path.join(keyDir, "vigil-signing.key")).mode & 0o777).toBe(0o600);
-    const again = await runCli(["models", "keygen", "--out", keyDir]);
-    expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(/vigil-signing\.key exists; not overwriting a key/);
+    expect(() => makeKeyPair(keyDir)).toThrow(/vigil-signing\.key exists; not overwriting a key/);
 
     const dir = copyFixture("1.1.0");
     const sign = await runCli(["models", "sign", dir, "--key", path.join(keyDir, "vigil-signing.key")]);
@@ -101,10 +100,7 @@ describe("vigil models", () => {
         log: { level: "silent" },
       }),
     );
-    const dir = copyFixture("1.2.0");
-    expect((await runCli(["models", "sign", dir, "--key", keys.keyFile])).code).toBe(0);
-    const tgz = path.join(tempDir(), "pkg.tgz");
-    expect((await runCli(["models", "pack", dir, "--out", tgz])).code).toBe(0);
+    const { tgz } = await buildPackage({ version: "1.2.0", sign: keys });
 
     const install = await runCli(["models", "install", tgz, "--config", cfgFile]);
     expect(install.stderr).toBe("");

@@ -14,7 +14,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Gateway } from "../../src/gateway.js";
+import type { VigilConfig } from "../../src/config/types.js";
 import {
   OrtBackend,
   type InferenceBackend,
@@ -22,24 +22,18 @@ import {
   type SessionOptions,
 } from "../../src/inference/ort.js";
 import type { OtaStatus } from "../../src/models/ota/updater.js";
-import { silentLogger } from "../../src/system/logger.js";
-import {
-  Collector,
-  modelsDir,
-  startGateway,
-  tempDir,
-  testConfig,
-  type RunningGateway,
-} from "../support/harness.js";
+import type { Collector } from "../support/harness.js";
+import { modelsDir, tempDir, testConfig } from "../support/harness.js";
 import {
   BASE,
   PackageServer,
   ROOT,
-  RowStream,
   buildPackage,
   events,
   makeKeys,
   request,
+  startOtaGateway,
+  type OtaGateway,
   waitForEvent,
   type BuiltPackage,
   type KeyPairFiles,
@@ -48,7 +42,7 @@ import {
 let keys: KeyPairFiles;
 let server: PackageServer;
 let v110: BuiltPackage;
-let open: { running: RunningGateway; col: Collector }[] = [];
+let open: OtaGateway[] = [];
 
 beforeAll(async () => {
   keys = makeKeys();
@@ -62,18 +56,11 @@ afterAll(async () => {
 });
 
 afterEach(async () => {
-  for (const o of open) {
-    await o.col.close();
-    await o.running.stop();
-  }
+  for (const o of open) await o.close();
   open = [];
 });
 
-function config(
-  dataDir: string,
-  shipped: string,
-  extra: Record<string, unknown> = {},
-): ReturnType<typeof testConfig> {
+function config(dataDir: string, shipped: string, extra: Record<string, unknown> = {}): VigilConfig {
   return testConfig({
     dataDir,
     "models.dir": shipped,
@@ -85,35 +72,14 @@ function config(
   });
 }
 
-async function boot(
-  cfg: ReturnType<typeof testConfig>,
-  backend?: InferenceBackend,
-): Promise<{ running: RunningGateway; col: Collector; stream: RowStream }> {
-  let running: RunningGateway;
-  if (backend) {
-    const gateway = new Gateway(cfg, silentLogger(), { backend });
-    await gateway.start();
-    running = { gateway, config: cfg, brokerUrl: gateway.brokerUrl() ?? "", stop: () => gateway.stop() };
-  } else {
-    running = await startGateway(cfg);
-  }
-  const col = await Collector.connect(running.brokerUrl, [
-    `${ROOT}/status`,
-    `${ROOT}/predictions/+`,
-    `${ROOT}/response/#`,
-    `${ROOT}/models/events`,
-  ]);
-  await col.waitFor((ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"));
-  open.push({ running, col });
-  const stream = new RowStream(col, "m1");
-  await stream.send(6);
-  return { running, col, stream };
+async function boot(cfg: VigilConfig, backend?: InferenceBackend): Promise<OtaGateway> {
+  const gw = await startOtaGateway(cfg, backend);
+  open.push(gw);
+  return gw;
 }
 
 async function stopLast(): Promise<void> {
-  const o = open.pop();
-  await o?.col.close();
-  await o?.running.stop();
+  await open.pop()?.close();
 }
 
 async function list(col: Collector): Promise<OtaStatus> {

@@ -14,18 +14,20 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Collector, modelsDir, startGateway, testConfig, type RunningGateway } from "../support/harness.js";
+import type { Collector } from "../support/harness.js";
+import { modelsDir, testConfig, type RunningGateway } from "../support/harness.js";
+import type { RowStream } from "../support/ota.js";
 import {
   BASE,
   PackageServer,
-  ROOT,
-  RowStream,
   buildPackage,
   craftTgz,
   entriesOf,
   events,
   makeKeys,
   request,
+  startOtaGateway,
+  type OtaGateway,
   type BuiltPackage,
   type KeyPairFiles,
   type Reply,
@@ -34,6 +36,7 @@ import {
 let keys: KeyPairFiles;
 let stranger: KeyPairFiles;
 let server: PackageServer;
+let gw: OtaGateway;
 let running: RunningGateway;
 let col: Collector;
 let stream: RowStream;
@@ -44,7 +47,7 @@ beforeAll(async () => {
   stranger = makeKeys();
   server = new PackageServer();
   await server.start();
-  running = await startGateway(
+  gw = await startOtaGateway(
     testConfig({
       "models.dir": modelsDir([BASE]),
       "models.trustedKeys": [keys.pubFile],
@@ -52,21 +55,12 @@ beforeAll(async () => {
       "models.ota.retry.maxDelayMs": 20,
     }),
   );
-  col = await Collector.connect(running.brokerUrl, [
-    `${ROOT}/status`,
-    `${ROOT}/predictions/+`,
-    `${ROOT}/response/#`,
-    `${ROOT}/models/events`,
-  ]);
-  await col.waitFor((ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"));
-  stream = new RowStream(col, "m1");
-  await stream.send(6);
+  ({ running, col, stream } = gw);
   good = await buildPackage({ version: "1.1.0", sign: keys });
 });
 
 afterAll(async () => {
-  await col.close();
-  await running.stop();
+  await gw.close();
   await server.close();
 });
 

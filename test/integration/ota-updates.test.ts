@@ -14,16 +14,19 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OtaStatus } from "../../src/models/ota/updater.js";
-import { Collector, modelsDir, startGateway, testConfig, type RunningGateway } from "../support/harness.js";
+import type { Collector } from "../support/harness.js";
+import { modelsDir, testConfig, type RunningGateway } from "../support/harness.js";
+import type { RowStream } from "../support/ota.js";
 import {
   BASE,
   PackageServer,
   ROOT,
-  RowStream,
   buildPackage,
   events,
   makeKeys,
   request,
+  startOtaGateway,
+  type OtaGateway,
   waitForEvent,
   type KeyPairFiles,
   type PackageSpec,
@@ -33,6 +36,7 @@ import {
 
 let keys: KeyPairFiles;
 let server: PackageServer;
+let gw: OtaGateway;
 let running: RunningGateway;
 let col: Collector;
 let stream: RowStream;
@@ -43,7 +47,7 @@ beforeAll(async () => {
   keys = makeKeys();
   server = new PackageServer();
   await server.start();
-  running = await startGateway(
+  gw = await startOtaGateway(
     testConfig({
       "models.dir": modelsDir([BASE]),
       "models.trustedKeys": [keys.pubFile],
@@ -51,20 +55,11 @@ beforeAll(async () => {
       "models.ota.probation.windows": 4,
     }),
   );
-  col = await Collector.connect(running.brokerUrl, [
-    `${ROOT}/status`,
-    `${ROOT}/predictions/+`,
-    `${ROOT}/response/#`,
-    `${ROOT}/models/events`,
-  ]);
-  await col.waitFor((ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"));
-  stream = new RowStream(col, "m1");
-  await stream.send(6);
+  ({ running, col, stream } = gw);
 });
 
 afterAll(async () => {
-  await col.close();
-  await running.stop();
+  await gw.close();
   await server.close();
 });
 

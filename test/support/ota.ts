@@ -16,8 +16,11 @@ import { Header } from "tar";
 import { packPackage } from "../../src/models/archive.js";
 import { generateKeyPair, parsePrivateKey, signManifest } from "../../src/models/signing.js";
 import { GraphBuilder, addDense, attr } from "../../tools/onnx/writer.js";
-import type { Collector } from "./harness.js";
-import { FIXTURES, tempDir } from "./harness.js";
+import type { VigilConfig } from "../../src/config/types.js";
+import { Gateway } from "../../src/gateway.js";
+import type { InferenceBackend } from "../../src/inference/ort.js";
+import { silentLogger } from "../../src/system/logger.js";
+import { Collector, FIXTURES, startGateway, tempDir, type RunningGateway } from "./harness.js";
 
 export interface KeyPairFiles {
   keyFile: string;
@@ -465,4 +468,44 @@ export class RowStream {
     }
     return [...got].sort((a, b) => a.windowEnd - b.windowEnd);
   }
+}
+
+export interface OtaGateway {
+  running: RunningGateway;
+  col: Collector;
+  stream: RowStream;
+  close(): Promise<void>;
+}
+
+/**
+ * A gateway (optionally on another inference backend) with a collector on its status,
+ * predictions, answers and model events, online, and an asset "m1" that has sent 6 rows.
+ */
+export async function startOtaGateway(config: VigilConfig, backend?: InferenceBackend): Promise<OtaGateway> {
+  let running: RunningGateway;
+  if (backend) {
+    const gateway = new Gateway(config, silentLogger(), { backend });
+    await gateway.start();
+    running = { gateway, config, brokerUrl: gateway.brokerUrl() ?? "", stop: () => gateway.stop() };
+  } else {
+    running = await startGateway(config);
+  }
+  const col = await Collector.connect(running.brokerUrl, [
+    `${ROOT}/status`,
+    `${ROOT}/predictions/+`,
+    `${ROOT}/response/#`,
+    `${ROOT}/models/events`,
+  ]);
+  await col.waitFor((ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"));
+  const stream = new RowStream(col, "m1");
+  await stream.send(6);
+  return {
+    running,
+    col,
+    stream,
+    close: async () => {
+      await col.close();
+      await running.stop();
+    },
+  };
 }

@@ -2,7 +2,7 @@
  * Probation of a newly active model version: watches its batches and says when it misbehaves
  * badly enough to be rolled back. Pure: no timers, no I/O; time comes in as arguments.
  *
- * Contract: `batch(windows, outputs, elapsedMs)` and `failed(windows)` return a reason to roll
+ * Contract: `batch(windows, nonFiniteWindows, elapsedMs)` and `failed(windows, error)` return a reason to roll
  * back, or undefined. Reasons: more than `maxErrors` windows lost to inference failures; more
  * than `maxNonFinite` windows with a NaN or infinite output; `slowBatches` batches in a row
  * slower than `latencyFactor` × the self-test time per window AND slower than `minLatencyMs`
@@ -11,15 +11,10 @@
  * says probation has passed: `windows` windows predicted, or `durationMs` since the start.
  */
 
-export interface ProbationLimits {
-  windows: number;
-  durationMs: number;
-  maxErrors: number;
-  maxNonFinite: number;
-  latencyFactor: number;
-  minLatencyMs: number;
-  slowBatches: number;
-}
+import type { VigilConfig } from "../../config/types.js";
+
+/** The limits, as `models.ota.probation` in the configuration sets them. */
+export type ProbationLimits = VigilConfig["models"]["ota"]["probation"];
 
 export class Probation {
   private windows = 0;

@@ -61,7 +61,14 @@ import {
   type Parsed,
   type TrialCriteria,
 } from "./requests.js";
-import { DataDirLock, StateFile, type OtaState, type TrialRecord, type UpdateResult } from "./state.js";
+import {
+  DataDirLock,
+  StateFile,
+  emptyState,
+  type OtaState,
+  type TrialRecord,
+  type UpdateResult,
+} from "./state.js";
 import { TrialComparison, type TrialReport } from "./trial.js";
 
 export interface UpdaterConfig {
@@ -168,16 +175,7 @@ export class ModelUpdater {
     const root = path.join(config.dataDir, "models");
     this.stateFile = new StateFile(root);
     this.lock = new DataDirLock(root);
-    this.state = {
-      schemaVersion: 1,
-      active: {},
-      history: {},
-      pending: null,
-      trials: {},
-      probation: {},
-      lastUpdate: null,
-      rejected: {},
-    };
+    this.state = emptyState();
     this.installer = new PackageInstaller({
       root,
       keys: () => this.keys,
