@@ -212,12 +212,11 @@ describe("OTA updates on a streaming gateway", () => {
     expect((await list()).lastUpdate).toMatchObject({ result: "trial-failed", version: "1.3.0" });
   });
 
-  it("shadow trial with manual promotion: waits after passing, then goes live on request/models/promote", async () => {
-    const reply = await deploy(
-      "u-trial-manual",
-      { version: "1.3.1" },
-      { trial: { windows: 3, promote: "manual" } },
-    );
+  it("shadow trial asked for by the package, manual promotion: waits after passing, then goes live on request/models/promote", async () => {
+    const reply = await deploy("u-trial-manual", {
+      version: "1.3.1",
+      edit: (m) => (m.trial = { windows: 3, promote: "manual" }),
+    });
     expect(reply).toMatchObject({ status: "ok", data: { version: "1.3.1", state: "trial" } });
     await stream.during(waitForEvent(col, "trial-passed", "u-trial-manual"));
     expect((await list()).models[0]?.trial).toMatchObject({ version: "1.3.1", state: "awaiting-promotion" });
