@@ -288,6 +288,15 @@ function networkError(err: unknown, options: DownloadOptions, url: URL): Downloa
   if (options.signal?.aborted) {
     return new DownloadError("DOWNLOAD_CANCELLED", "cancelled", { retriable: false, cause: err });
   }
+  const code = (err as NodeJS.ErrnoException).code ?? "";
+  if (/CERT|SELF_SIGNED|ERR_TLS|ERR_SSL/.test(code)) {
+    // A certificate the gateway cannot trust does not get better by retrying.
+    return new DownloadError(
+      "DOWNLOAD_TLS",
+      `cannot trust ${safe(url)}: ${errorMessage(err)} (models.ota.download.caFile adds CAs)`,
+      { retriable: false, cause: err },
+    );
+  }
   return new DownloadError("DOWNLOAD_NETWORK", `cannot download from ${safe(url)}: ${errorMessage(err)}`, {
     retriable: true,
     cause: err,

@@ -5,8 +5,11 @@
  * changed on the server), and cancellation.
  */
 
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DownloadError, downloadFile, type DownloadOptions } from "../../src/models/download.js";
@@ -16,6 +19,15 @@ import { PackageServer } from "../support/ota.js";
 const A = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 251));
 const B = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 7) % 253));
 const sha = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+
+function hasOpenssl(): boolean {
+  try {
+    execFileSync("openssl", ["version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 let server: PackageServer;
 beforeAll(async () => {
@@ -170,6 +182,56 @@ describe("downloads", () => {
     expect(await downloadFile(o)).toEqual({ bytes: B.length, sha256: sha(B), resumed: false });
     expect(fs.readFileSync(o.file).equals(B)).toBe(true);
   });
+
+  it.skipIf(!hasOpenssl())(
+    "https: a server certificate from models.ota.download.caFile is trusted, another is refused for good",
+    async () => {
+      const dir = tempDir("vigil-tls-");
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-days",
+          "1",
+          "-subj",
+          "/CN=127.0.0.1",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+          "-keyout",
+          path.join(dir, "key.pem"),
+          "-out",
+          path.join(dir, "cert.pem"),
+        ],
+        { stdio: "ignore" },
+      );
+      const cert = fs.readFileSync(path.join(dir, "cert.pem"));
+      const tls = https.createServer({ key: fs.readFileSync(path.join(dir, "key.pem")), cert }, (_req, res) =>
+        res.end(A),
+      );
+      await new Promise<void>((r) => tls.listen(0, "127.0.0.1", r));
+      try {
+        const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/p.tgz`;
+        expect(await downloadFile(options(url, { ca: cert }))).toMatchObject({
+          bytes: A.length,
+          sha256: sha(A),
+        });
+        const untrusted = await failure(downloadFile(options(url)));
+        expect([untrusted.code, untrusted.retriable]).toEqual(["DOWNLOAD_TLS", false]);
+        expect(untrusted.message).toMatch(
+          /cannot trust https:\/\/127\.0\.0\.1:\d+\/p\.tgz: .*self-signed certificate.*models\.ota\.download\.caFile/,
+        );
+      } finally {
+        tls.closeAllConnections();
+        await new Promise<void>((r) => tls.close(() => r()));
+      }
+    },
+  );
 
   it("cancelling stops at once", async () => {
     const url = server.serve("/cancel.tgz", { bytes: A, behaviours: [{ kind: "stall", afterBytes: 100 }] });
