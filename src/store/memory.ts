@@ -156,7 +156,14 @@ export class MemoryStore implements Store {
     const now = this.clock.nowMs();
     for (const { record, reason } of deadLetters) {
       this.dead = this.dead.filter((d) => !(d.destination === destination && d.record.id === record.id));
-      this.dead.push({ destination, record: { ...record }, reason, status: "dead", attempts: 1, deadMs: now });
+      this.dead.push({
+        destination,
+        record: { ...record },
+        reason,
+        status: "dead",
+        attempts: 1,
+        deadMs: now,
+      });
     }
     this.addLossesAt(
       countByKind(deadLetters.map((d) => d.record.kind)).map(([kind, count]) => ({
@@ -280,9 +287,7 @@ export class MemoryStore implements Store {
     const upTo = this.deliveredUpTo();
     const ofKind = this.records.filter((h) => h.record.kind === kind);
     const victims =
-      mode === "thin"
-        ? ofKind.slice(0, 2 * maxRows).filter((_, i) => i % 2 === 1)
-        : ofKind.slice(0, maxRows);
+      mode === "thin" ? ofKind.slice(0, 2 * maxRows).filter((_, i) => i % 2 === 1) : ofKind.slice(0, maxRows);
     const seqs = new Set(victims.map((h) => h.record.seq));
     this.records = this.records.filter((h) => !seqs.has(h.record.seq));
     const lost = victims.filter((h) => h.record.seq > upTo).length;
@@ -293,7 +298,7 @@ export class MemoryStore implements Store {
   usage(): StoreUsage {
     let bytes = 0;
     for (const h of this.records) bytes += h.dataJson.length + ROW_OVERHEAD_BYTES;
-    return { usedBytes: bytes, fileBytes: bytes, freeBytes: 0, records: this.records.length };
+    return { usedBytes: bytes, fileBytes: bytes, freeBytes: 0 };
   }
 
   reclaim(): number {

@@ -127,7 +127,9 @@ function wrap(op: string, err: unknown): StoreError {
   if (err instanceof StoreError) return err;
   const code = typeof (err as { code?: unknown }).code === "string" ? (err as { code: string }).code : "";
   if (CORRUPT_CODES.some((c) => code.startsWith(c)))
-    return new StoreError("STORE_CORRUPT", `store ${op} failed: ${errorMessage(err)} (${code})`, { cause: err });
+    return new StoreError("STORE_CORRUPT", `store ${op} failed: ${errorMessage(err)} (${code})`, {
+      cause: err,
+    });
   const retriable = [...RETRIABLE_CODES].some((c) => code.startsWith(c));
   return new StoreError(code || "STORE_FAILED", `store ${op} failed: ${errorMessage(err)}`, {
     retriable,
@@ -245,8 +247,7 @@ export class SqliteStore implements Store {
       this.db.pragma("foreign_keys = ON");
       if (options.integrityCheck) {
         const result = this.db.pragma("quick_check(1)", { simple: true }) as string;
-        if (result !== "ok")
-          throw new StoreError("STORE_CORRUPT", `store integrity check failed: ${result}`);
+        if (result !== "ok") throw new StoreError("STORE_CORRUPT", `store integrity check failed: ${result}`);
       }
       this.ensureIncrementalVacuum();
       this.migrate();
@@ -321,8 +322,7 @@ export class SqliteStore implements Store {
 
   private readLastSeq(): number {
     const row = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'records'").get() as
-      | { seq: number }
-      | undefined;
+      { seq: number } | undefined;
     return row?.seq ?? 0;
   }
 
@@ -568,7 +568,10 @@ export class SqliteStore implements Store {
           )
           .all() as { reason: LossReason; kind: RecordKind; n: number }[];
         if (unreported.length === 0) return undefined;
-        const [stored] = this.commitTx([make(unreported.map((u) => ({ reason: u.reason, kind: u.kind, count: u.n })))], []);
+        const [stored] = this.commitTx(
+          [make(unreported.map((u) => ({ reason: u.reason, kind: u.kind, count: u.n })))],
+          [],
+        );
         this.db.prepare("UPDATE ledger SET reported = count").run();
         return stored;
       })(),
@@ -640,22 +643,12 @@ export class SqliteStore implements Store {
       const pageSize = this.db.pragma("page_size", { simple: true }) as number;
       const pages = this.db.pragma("page_count", { simple: true }) as number;
       const free = this.db.pragma("freelist_count", { simple: true }) as number;
-      const records = (this.db.prepare("SELECT COUNT(*) AS n FROM records").get() as { n: number }).n;
       return {
         usedBytes: (pages - free) * pageSize,
         fileBytes: pages * pageSize + this.walBytes(),
         freeBytes: free * pageSize,
-        records,
       };
     });
-  }
-
-  /** Bytes in use by records and tables, without counting rows (cheap: for every commit). */
-  usedBytes(): number {
-    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
-    const pages = this.db.pragma("page_count", { simple: true }) as number;
-    const free = this.db.pragma("freelist_count", { simple: true }) as number;
-    return (pages - free) * pageSize;
   }
 
   private walBytes(): number {

@@ -110,7 +110,6 @@ export interface StoreUsage {
   fileBytes: number;
   /** Pages free inside the file, reusable or reclaimable. */
   freeBytes: number;
-  records: number;
 }
 
 export interface Store {
@@ -142,7 +141,12 @@ export interface Store {
   /** Marks matching dead letters for another try; returns how many. */
   retryDeadLetters(filter: DeadLetterFilter): number;
   /** After a retry: `delivered` removes them, `dead` sets them aside again with the new reason. */
-  resolveDeadLetters(destination: string, ids: readonly string[], outcome: "delivered" | "dead", reason?: string): void;
+  resolveDeadLetters(
+    destination: string,
+    ids: readonly string[],
+    outcome: "delivered" | "dead",
+    reason?: string,
+  ): void;
   /** Deletes matching dead letters (ledger: `dead_letter_dropped`); returns how many. */
   dropDeadLetters(filter: DeadLetterFilter): number;
 
@@ -164,6 +168,7 @@ export interface Store {
    * the time span stays covered at half the resolution.
    */
   evict(kind: RecordKind, maxRows: number, mode?: "oldest" | "thin"): number;
+  /** Sizes in bytes; cheap enough to call after every commit. */
   usage(): StoreUsage;
   /** Gives free pages back to the file system; returns the bytes the files shrank by. */
   reclaim(): number;
