@@ -178,7 +178,7 @@ export class SyncWorker {
       } catch (err) {
         // A store error (disk full, busy): wait and try again; nothing is lost by waiting.
         this.lastError = `store: ${errorMessage(err)}`;
-        this.log.error({ destination: this.name, err: errorMessage(err) }, "sync step failed; retrying");
+        this.log.error({ err: errorMessage(err) }, "sync step failed; retrying");
         await this.sleep(backoffDelayMs(0, this.spec.backoff, this.random), false);
         continue;
       }
@@ -286,10 +286,7 @@ export class SyncWorker {
       this.counters.records += records.length;
       this.counters.wireBytes += wire;
       if (this.consecutiveFailures > 0)
-        this.log.info(
-          { destination: this.name, after: this.consecutiveFailures },
-          "cloud destination reachable again",
-        );
+        this.log.info({ after: this.consecutiveFailures }, "cloud destination reachable again");
       this.consecutiveFailures = 0;
       this.lastError = null;
       this.lastSuccessMs = Date.now();
@@ -312,7 +309,7 @@ export class SyncWorker {
       this.consecutiveFailures === 1 || this.consecutiveFailures % 20 === 0 ? this.log.warn : this.log.debug;
     log.call(
       this.log,
-      { destination: this.name, err: outcome.error, retryInMs: delay, failures: this.consecutiveFailures },
+      { err: outcome.error, retryInMs: delay, failures: this.consecutiveFailures },
       "cloud send failed; will retry",
     );
     await this.sleep(delay, false);
@@ -342,7 +339,7 @@ export class SyncWorker {
       this.store.acknowledge(this.name, endSeq, [{ record: only, reason: outcome.error }], stream);
       this.counters.deadLettered++;
       this.log.warn(
-        { destination: this.name, id: only.id, seq: only.seq, kind: only.kind, err: outcome.error },
+        { id: only.id, seq: only.seq, kind: only.kind, err: outcome.error },
         "record refused by the destination; set aside as a dead letter",
       );
       return true;
@@ -360,7 +357,7 @@ export class SyncWorker {
     const ids = records.map((r) => r.id);
     if (outcome.ok) {
       this.store.resolveDeadLetters(this.name, ids, "delivered");
-      this.log.info({ destination: this.name, records: ids.length }, "dead letters delivered on retry");
+      this.log.info({ records: ids.length }, "dead letters delivered on retry");
       return { ok: true };
     }
     if (outcome.retriable) {
