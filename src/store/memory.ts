@@ -22,7 +22,7 @@ import type {
   StoredRecord,
   StoreUsage,
 } from "./types.js";
-import { RECORD_KINDS } from "./types.js";
+import { RECORD_KINDS, thinBlock } from "./types.js";
 
 const KINDS: ReadonlySet<string> = new Set<RecordKind>(RECORD_KINDS);
 /** Estimated bytes per record beside its JSON body (row, index entries). */
@@ -287,7 +287,9 @@ export class MemoryStore implements Store {
     const upTo = this.deliveredUpTo();
     const ofKind = this.records.filter((h) => h.record.kind === kind);
     const victims =
-      mode === "thin" ? ofKind.slice(0, 2 * maxRows).filter((_, i) => i % 2 === 1) : ofKind.slice(0, maxRows);
+      mode === "thin"
+        ? ofKind.slice(0, 2 * maxRows).filter((_, i) => Math.floor(i / thinBlock(maxRows)) % 2 === 1)
+        : ofKind.slice(0, maxRows);
     const seqs = new Set(victims.map((h) => h.record.seq));
     this.records = this.records.filter((h) => !seqs.has(h.record.seq));
     const lost = victims.filter((h) => h.record.seq > upTo).length;

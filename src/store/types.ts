@@ -21,6 +21,15 @@ export type RecordKind = "prediction" | "alert" | "event";
 
 export const RECORD_KINDS: readonly RecordKind[] = ["prediction", "alert", "event"];
 
+/**
+ * Thinning evicts whole blocks of consecutive records (every second block of the oldest), so
+ * that SQLite pages empty out and are reused; deleting every second row would leave every
+ * page half full and free nothing. Blocks of 32, smaller when fewer rows are asked for.
+ */
+export function thinBlock(maxRows: number): number {
+  return Math.max(1, Math.min(32, maxRows));
+}
+
 export interface NewRecord {
   kind: RecordKind;
   asset: string | null;
@@ -164,8 +173,8 @@ export interface Store {
   expire(createdBeforeMs: number, maxRows: number): Loss[];
   /**
    * Deletes up to `maxRows` of the oldest records of `kind` (ledger: `evicted` for those not yet
-   * delivered everywhere). `thin` removes every second one of the oldest 2×maxRows instead, so
-   * the time span stays covered at half the resolution.
+   * delivered everywhere). `thin` removes every second block (`thinBlock`) of the oldest
+   * 2×maxRows instead, so the time span stays covered at half the resolution.
    */
   evict(kind: RecordKind, maxRows: number, mode?: "oldest" | "thin"): number;
   /** Sizes in bytes; cheap enough to call after every commit. */

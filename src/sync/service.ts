@@ -42,6 +42,8 @@ export function dataLossEvent(gatewayId: string, losses: readonly Loss[], nowMs:
 export class SyncService {
   private readonly workers: SyncWorker[] = [];
   private started = false;
+  /** Set when a loss may have been counted; cleared once a report found nothing (cheap drain path). */
+  private lossesMaybeUnreported = true;
 
   constructor(
     private readonly specs: readonly DestinationSpec[],
@@ -66,7 +68,9 @@ export class SyncService {
           ? new HttpDestination(spec, this.gatewayId)
           : new MqttDestination(spec, this.gatewayId, log));
       const worker = new SyncWorker(spec, destination, this.store, log, {
-        onDelivered: () => this.reportLosses(),
+        onDelivered: () => {
+          if (this.lossesMaybeUnreported) this.reportLosses();
+        },
         ...(this.options.random ? { random: this.options.random } : {}),
       });
       this.workers.push(worker);
@@ -82,9 +86,11 @@ export class SyncService {
 
   /** Commits a data-loss event if the ledger has unreported counts and some destination works. */
   reportLosses(): void {
-    if (this.workers.length > 0 && !this.workers.some((w) => w.status().link === "up")) return;
+    this.lossesMaybeUnreported = true;
+    if (this.workers.length > 0 && !this.workers.some((w) => w.linkUp())) return;
     try {
       const event = this.store.reportLosses((losses) => dataLossEvent(this.gatewayId, losses, Date.now()));
+      if (!event) this.lossesMaybeUnreported = false;
       if (event) {
         this.log.warn({ seq: event.seq, losses: event.data.losses }, "data-loss event queued for the cloud");
         this.notify();

@@ -90,6 +90,7 @@ export class SyncWorker {
   private lastSuccessMs: number | null = null;
   private nextAttemptMs: number | null = null;
   private nextSendAt = 0;
+  private deadLettersCheckedAt = -Infinity;
   private readonly schedule: SyncSchedule;
   private readonly thinner: PredictionThinner;
   private readonly random: () => number;
@@ -115,6 +116,11 @@ export class SyncWorker {
     this.running = true;
     this.destination.start();
     this.loopDone = this.loop();
+  }
+
+  /** The last attempt delivered. */
+  linkUp(): boolean {
+    return this.consecutiveFailures === 0 && this.lastSuccessMs !== null;
   }
 
   /** New records were committed: look now. */
@@ -194,8 +200,10 @@ export class SyncWorker {
 
   /** One unit of work; false when there was nothing to do. */
   private async step(): Promise<boolean> {
-    const open = this.schedule.isOpen(Date.now());
-    if (open) {
+    const now = Date.now();
+    const open = this.schedule.isOpen(now);
+    if (open && now - this.deadLettersCheckedAt >= IDLE_POLL_MS) {
+      this.deadLettersCheckedAt = now;
       const retries = this.store.deadLetters(
         { destination: this.name, status: "retry" },
         this.spec.batchMaxRecords,
@@ -225,7 +233,9 @@ export class SyncWorker {
       await this.deliver(batch.records, batch.endSeq, "bypass");
       return true;
     }
-    const rows = this.store.readOutbox(cursor.seq, this.spec.batchMaxRecords * 2);
+    // With thinning or bypassed alerts some rows are skipped: read ahead a little more then.
+    const readAhead = this.thinner.active || cursor.bypassSeq > cursor.seq ? 2 : 1;
+    const rows = this.store.readOutbox(cursor.seq, this.spec.batchMaxRecords * readAhead);
     if (rows.length === 0) {
       this.state = "idle";
       return false;

@@ -329,7 +329,6 @@ describe("MQTT destination", () => {
     await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", () => resolve()));
     cleanups.push(async () => {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      server.closeAllConnections?.();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     });
     await expect.poll(() => store.cursors()[0]?.seq, { timeout: 10_000 }).toBe(20);
