@@ -44,6 +44,7 @@ export class SyncService {
   private started = false;
   /** Set when a loss may have been counted; cleared once a report found nothing (cheap drain path). */
   private lossesMaybeUnreported = true;
+  private lastLossCheckMs = 0;
 
   constructor(
     private readonly specs: readonly DestinationSpec[],
@@ -69,8 +70,15 @@ export class SyncService {
           : new MqttDestination(spec, this.gatewayId, log));
       const worker = new SyncWorker(spec, destination, this.store, log, {
         onDelivered: () => {
-          if (this.lossesMaybeUnreported) this.reportLosses();
+          // Losses may also be counted elsewhere (dead letters, another process's
+          // `vigil deadletter drop`): look at the ledger at least once a second while delivering.
+          const now = Date.now();
+          if (this.lossesMaybeUnreported || now - this.lastLossCheckMs >= 1_000) {
+            this.lastLossCheckMs = now;
+            this.reportLosses();
+          }
         },
+        onDeadLettered: () => this.reportLosses(),
         ...(this.options.random ? { random: this.options.random } : {}),
       });
       this.workers.push(worker);

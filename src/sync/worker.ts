@@ -63,6 +63,8 @@ export interface WorkerStatus {
 export interface WorkerHooks {
   /** A batch was delivered (the link works). */
   onDelivered?: () => void;
+  /** Records were set aside as dead letters (the ledger grew). */
+  onDeadLettered?: () => void;
   random?: () => number;
 }
 
@@ -348,6 +350,7 @@ export class SyncWorker {
     if (records.length === 1 && only) {
       this.store.acknowledge(this.name, endSeq, [{ record: only, reason: outcome.error }], stream);
       this.counters.deadLettered++;
+      this.hooks.onDeadLettered?.();
       this.log.warn(
         { id: only.id, seq: only.seq, kind: only.kind, err: outcome.error },
         "record refused by the destination; set aside as a dead letter",

@@ -124,8 +124,10 @@ describe("store-and-forward with the real agent", () => {
   it("flapping link with random 5xx and dropped connections (seed 11): nothing lost, nothing twice", async () => {
     const w = await world("gw-flap");
     const random = seeded(11);
+    let faults = 0;
     w.receiver.fault = () => {
       const x = random();
+      if (x < 0.45) faults++;
       if (x < 0.2) return { status: 503, headers: { "retry-after": "0" } };
       if (x < 0.3) return { status: 502 };
       if (x < 0.45) return "drop";
@@ -150,7 +152,7 @@ describe("store-and-forward with the real agent", () => {
     await waitSettled(w);
     w.receiver.fault = () => undefined;
     await checkComplete(w, setup, proc);
-    expect(w.receiver.requests.some((q) => q.status >= 500)).toBe(true);
+    expect(faults).toBeGreaterThan(0);
   });
 
   it("SIGKILL at random moments during ingest and during the drain (seed 5), then restarted: nothing lost, nothing twice", async () => {
