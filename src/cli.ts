@@ -17,6 +17,7 @@ import { VERSION } from "./system/version.js";
 import { runBatch, type DataFormat } from "./tools/batch.js";
 import { ProgressBar } from "./tools/progress.js";
 import { runReplay } from "./tools/replay.js";
+import { DeadletterUsageError, runDeadletter } from "./sync/deadletter-cli.js";
 
 const EXIT_OK = 0;
 const EXIT_FAIL = 1;
@@ -207,6 +208,41 @@ const commands: Record<string, Command> = {
       process.stderr.write(
         `${result.predictions} predictions from ${result.rows} rows written to ${String(values.out)}${result.skippedLines ? ` (${result.skippedLines} unreadable lines skipped)` : ""}\n`,
       );
+      return EXIT_OK;
+    },
+  },
+  deadletter: {
+    summary: "list, retry or drop records a cloud destination refused",
+    usage:
+      "vigil deadletter list|retry|drop --config FILE [--destination NAME] [--id ID ...] [--all] [--json]",
+    options: {
+      config: { type: "string", short: "c" },
+      destination: { type: "string" },
+      id: { type: "string", multiple: true },
+      all: { type: "boolean" },
+      json: { type: "boolean" },
+    },
+    async run(values, positionals) {
+      const [action, ...extra] = positionals;
+      if (action !== "list" && action !== "retry" && action !== "drop")
+        throw new UsageError(`expected list, retry or drop, got ${action ?? "nothing"}`);
+      if (extra.length > 0) throw new UsageError(`unexpected argument ${extra.join(" ")}`);
+      const config = loadConfig({ file: required(values, "config") });
+      const ids = (values as Record<string, unknown>).id;
+      try {
+        process.stdout.write(
+          runDeadletter(config, {
+            action,
+            ...(typeof values.destination === "string" ? { destination: values.destination } : {}),
+            ...(Array.isArray(ids) ? { ids: ids as string[] } : {}),
+            all: values.all === true,
+            json: values.json === true,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof DeadletterUsageError) throw new UsageError(err.message);
+        throw err;
+      }
       return EXIT_OK;
     },
   },

@@ -2,7 +2,9 @@
  * The composition root: builds every service from the configuration, starts them in order,
  * and stops them in reverse.
  *
- * Contract: the constructor does no I/O. `start()` opens the store (SQLite, WAL), loads and
+ * Contract: the constructor does no I/O. `start()` opens the store (SQLite, WAL; a corrupt
+ * database is moved aside and replaced, with an event), starts the storage housekeeper and
+ * the cloud sync, loads and
  * self-tests the model packages, starts the embedded broker when enabled, connects to the
  * plant broker (with a retained `status` and an `offline` will), subscribes, and serves the
  * local API; it rejects if a part that cannot be retried fails (the store, the broker port),
@@ -31,8 +33,13 @@ import type { Clock } from "./system/clock.js";
 import { systemClock } from "./system/clock.js";
 import type { Logger } from "./system/logger.js";
 import { VERSION } from "./system/version.js";
-import { SqliteStore } from "./store/sqlite.js";
-import type { Store, StoredRecord } from "./store/types.js";
+import { NotifyingSink } from "./pipeline/sinks.js";
+import { Housekeeper } from "./store/housekeeper.js";
+import { uuidv7 } from "./store/ids.js";
+import { openStore, type StoreReset } from "./store/recovery.js";
+import type { NewRecord, Store, StoredRecord } from "./store/types.js";
+import { parseDestinations } from "./sync/config.js";
+import { SyncService } from "./sync/service.js";
 
 export interface GatewayDeps {
   clock?: Clock;
@@ -72,6 +79,24 @@ class MqttRecordSink implements RecordSink {
       );
     }
   }
+
+  /** Records the store could not take: published all the same, without a seq, marked unstored. */
+  uncommitted(records: readonly NewRecord[]): void {
+    for (const r of records) {
+      if (r.asset === null || r.kind === "event") continue;
+      const topic = r.kind === "alert" ? this.topics.alert(r.asset) : this.topics.prediction(r.asset);
+      const qos = r.kind === "alert" ? this.qos.alerts : this.qos.predictions;
+      const payload = JSON.stringify({ ...r.data, id: uuidv7(), seq: null, stored: false });
+      this.connection.publish(topic, payload, { qos }).then(
+        () => {
+          this.counters.published++;
+        },
+        () => {
+          this.counters.failed++;
+        },
+      );
+    }
+  }
 }
 
 export class Gateway {
@@ -80,6 +105,8 @@ export class Gateway {
   private readonly topics: GatewayTopics;
   private readonly startedAt = new Date();
   private store: Store | undefined;
+  private housekeeper: Housekeeper | undefined;
+  private sync: SyncService | undefined;
   private registry: ModelRegistry | undefined;
   private broker: EmbeddedBroker | undefined;
   private connection: MqttConnection | undefined;
@@ -114,14 +141,33 @@ export class Gateway {
     const c = this.config;
     fs.mkdirSync(c.dataDir, { recursive: true });
     this.storeFile = c.store.path !== "" ? c.store.path : path.join(c.dataDir, "vigil.db");
-    this.store = new SqliteStore({
+    const opened = openStore({
       file: this.storeFile,
       clock: this.clock,
       synchronous: c.store.synchronous,
+      integrityCheck: c.store.integrityCheck,
     });
-    this.log
-      .child({ module: "store" })
-      .info({ file: this.storeFile, lastSeq: this.store.lastSeq() }, "store open");
+    this.store = opened.store;
+    const storeLog = this.log.child({ module: "store" });
+    storeLog.info({ file: this.storeFile, lastSeq: this.store.lastSeq() }, "store open");
+    if (opened.reset) this.recordStoreReset(opened.reset, storeLog);
+    this.sync = new SyncService(
+      parseDestinations(c.sync.destinations),
+      this.store,
+      c.gatewayId,
+      this.log.child({ module: "sync" }),
+    );
+    const sync = this.sync;
+    this.housekeeper = new Housekeeper(
+      this.store,
+      { ...c.storage, intervalMs: c.storage.checkIntervalMs },
+      path.dirname(path.resolve(this.storeFile)),
+      this.clock,
+      storeLog,
+      () => sync.reportLosses(),
+    );
+    this.housekeeper.start();
+    this.sync.start();
 
     this.registry = new ModelRegistry(
       this.backend,
@@ -172,6 +218,18 @@ export class Gateway {
       { predictions: c.outputs.predictionsQos, alerts: c.outputs.alertsQos },
       this.log.child({ module: "output" }),
     );
+    const housekeeper = this.housekeeper;
+    const sink = new NotifyingSink(
+      this.sink,
+      {
+        committed: () => {
+          housekeeper.afterCommit();
+          sync.notify();
+        },
+        failed: (records, err) => housekeeper.commitFailed(records, err),
+      },
+      this.log.child({ module: "output" }),
+    );
     this.pipeline = new Pipeline(
       {
         gatewayId: c.gatewayId,
@@ -186,7 +244,7 @@ export class Gateway {
       },
       this.registry.active(),
       this.store,
-      this.sink,
+      sink,
       this.clock,
       this.log.child({ module: "ingest" }),
     );
@@ -214,6 +272,31 @@ export class Gateway {
       },
       "gateway started",
     );
+  }
+
+  /** The old database was moved aside: say so in the log, the ledger and an event for the cloud. */
+  private recordStoreReset(reset: StoreReset, log: Logger): void {
+    log.error(
+      { movedTo: reset.movedTo, reason: reset.reason, lost: reset.lost ?? "unknown" },
+      "store unreadable or corrupt: moved aside, started a fresh one",
+    );
+    const now = this.clock.nowMs();
+    this.store?.commit([
+      {
+        kind: "event",
+        asset: null,
+        tsMs: now,
+        data: {
+          gatewayId: this.config.gatewayId,
+          type: "store-reset",
+          ts: now,
+          reason: reset.reason,
+          movedTo: reset.movedTo,
+          lost: reset.lost ?? null,
+        },
+      },
+    ]);
+    if (reset.lost) this.store?.addLosses(reset.lost);
   }
 
   /** The embedded broker's URL, when one runs (tests, demo). */
@@ -267,13 +350,8 @@ export class Gateway {
       store: this.store
         ? { file: this.storeFile, depth: this.store.counts(), lastSeq: this.store.lastSeq() }
         : undefined,
-      sync: {
-        destinations: this.config.sync.destinations.map((d) => ({
-          type: d.type,
-          url: d.url,
-          state: "not-started",
-        })),
-      },
+      storage: this.housekeeper?.status(),
+      sync: this.sync?.status(),
       alerts: this.pipeline?.activeAlerts() ?? [],
       counters: stats
         ? {
@@ -317,6 +395,8 @@ export class Gateway {
     if (this.tickTimer) clearInterval(this.tickTimer);
     await step("unsubscribe", () => this.connection?.unsubscribeAll());
     await step("pipeline", () => this.pipeline?.drain());
+    await step("sync", () => this.sync?.stop());
+    await step("housekeeper", () => this.housekeeper?.stop());
     await step("api", () => this.api?.stop());
     await step("mqtt", () =>
       this.connection?.stop({

@@ -236,10 +236,47 @@ export const schema = {
       ["full", "normal"],
       "full",
     ),
+    integrityCheck: leaf(
+      "Check the database when opening it (`PRAGMA quick_check`; reads the whole file once). A database that fails, or is not a database, is moved aside as `<file>.corrupt-<time>` and a fresh one is started, with an event and a ledger entry.",
+      Boolean,
+      true,
+    ),
+  },
+  storage: {
+    maxBytes: leaf(
+      "Most bytes the store may use; beyond it records are deleted by class: delivered ones, then predictions, then events, alerts last (each counted in the data-loss ledger). 0 = no limit.",
+      "nat",
+      1_073_741_824, // 1 GiB
+    ),
+    minFreeBytes: leaf(
+      "Free space to leave on the store's file system; the store stops growing (and evicts as for `maxBytes`) rather than go below it. 0 = no floor.",
+      "nat",
+      268_435_456, // 256 MiB
+    ),
+    retentionMs: leaf(
+      "How long records every destination has (every record, when none is configured) stay in the store for local use before they are deleted.",
+      "nat",
+      3_600_000, // 1 hour
+    ),
+    maxAgeMs: leaf(
+      "Undelivered records older than this are deleted and counted as `expired`. 0 = keep them until delivered (or evicted).",
+      "nat",
+      0,
+    ),
+    evictPredictions: leaf(
+      "How predictions are evicted when the store is full: `oldest` first, or `thin` (every second block of the oldest, so the span stays covered at half the resolution).",
+      ["oldest", "thin"],
+      "oldest",
+    ),
+    checkIntervalMs: leaf(
+      "How often the store is pruned, expired, checked against its limits and shrunk after a drain.",
+      "positive-int",
+      5_000,
+    ),
   },
   sync: {
     destinations: leaf(
-      'Cloud destinations: a list of `{"type": "http", "url", "token"?, "tokenFile"?, "gzip"?}` or `{"type": "mqtt", "url", "topicPrefix"?, ...}`. Records are kept in the store until delivered (sync ships in a later release).',
+      'Cloud destinations, each `{"type": "http", "url", ...}` or `{"type": "mqtt", "url", ...}`; every field is described in docs/sync.md. Common: `name`, `batchMaxRecords` (500), `batchMaxBytes` (1048576), `timeoutMs` (30000), `minDelayMs`/`maxDelayMs` (backoff, 1000/300000), `schedule` `{"windows": [cron...], "timezone", "alertsBypass"}`, `maxBytesPerSecond` (0 = no cap), `predictions` `{"every", "onChange", "minDelta"}`, `tls` `{"caFile", "certFile", "keyFile", "rejectUnauthorized", "servername"}`. HTTP: `token`/`tokenFile`, `gzip` (true). MQTT: `topicPrefix` ("vigil"), `username`, `password`/`passwordFile`, `clientId`, `maxInFlight` (64), `keepaliveS`. Records stay in the store until every destination has them.',
       "destinations",
       [],
     ),

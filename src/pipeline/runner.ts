@@ -7,10 +7,12 @@
  * of an asset come out in the order its windows were emitted. For each batch, in order:
  * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
  * every prediction and alert event, and the new rule states, committed to the store in ONE
- * transaction; then the stored records handed to the sink (publish). Nothing reaches the sink
- * that is not committed. Overload: at most `maxQueued` windows wait; beyond that the oldest
- * waiting window is dropped and counted (`overload`). Failures (inference, store) are
- * counted and logged with the batch's windows lost; they never stop later batches.
+ * transaction; then the stored records handed to the sink (publish). A batch whose commit
+ * fails (disk full, I/O error) goes to the sink's `uncommitted` instead: published locally
+ * without a seq and counted in the data-loss ledger, since it will never reach the cloud.
+ * Overload: at most `maxQueued` windows wait; beyond that the oldest waiting window is
+ * dropped and counted (`overload`). Failures (inference, store) are counted and logged;
+ * they never stop later batches.
  */
 
 import type { RuleState } from "../alerts/rules.js";
@@ -32,6 +34,8 @@ export interface PendingWindow {
 /** Receives committed records, in commit order. Must not throw (it is told about failures by itself). */
 export interface RecordSink {
   publish(records: readonly StoredRecord[]): void;
+  /** Records whose commit failed with `err` (they have no id or seq yet). Must not throw. */
+  uncommitted?(records: readonly NewRecord[], err: unknown): void;
 }
 
 export interface RunnerCounters {
@@ -241,8 +245,9 @@ export class ModelRunner {
       this.counters.storeErrors++;
       this.log.error(
         { model: this.model.key, records: records.length, err: errorMessage(err) },
-        "store commit failed; these predictions are not published",
+        "store commit failed; published locally only, counted in the data-loss ledger",
       );
+      this.sink.uncommitted?.(records, err);
       return;
     }
     this.counters.predictions += items.length;
