@@ -70,5 +70,7 @@ export interface VigilConfig {
   store: { path: string; synchronous: "full" | "normal" };
   sync: { destinations: DestinationConfig[] };
   http: { enabled: boolean; host: string; port: number; token: string; tokenFile: string };
+  service: { stopTimeoutMs: number; maxEventLoopDelayMs: number };
+  dashboard: { historyPoints: number };
   demo: { machines: number; sampleIntervalMs: number; meanLifeS: number; seed: number };
 }

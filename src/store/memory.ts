@@ -7,7 +7,7 @@ import { StoreError, errorMessage } from "../errors.js";
 import type { Clock } from "../system/clock.js";
 import { systemClock } from "../system/clock.js";
 import { uuidv7 } from "./ids.js";
-import type { AlertStateRow, NewRecord, RecordKind, Store, StoredRecord } from "./types.js";
+import type { AlertStateRow, NewRecord, RecordKind, Store, StoredRecord, StoreUsage } from "./types.js";
 
 const KINDS: ReadonlySet<string> = new Set<RecordKind>(["prediction", "alert", "event"]);
 
@@ -15,6 +15,7 @@ export class MemoryStore implements Store {
   private records: StoredRecord[] = [];
   private states = new Map<string, AlertStateRow>();
   private seq = 0;
+  private closed = false;
 
   constructor(private readonly clock: Clock = systemClock) {}
 
@@ -66,5 +67,26 @@ export class MemoryStore implements Store {
     return this.seq;
   }
 
-  close(): void {}
+  usage(): StoreUsage {
+    const byKind: StoreUsage["byKind"] = {
+      prediction: { records: 0, bytes: 0 },
+      alert: { records: 0, bytes: 0 },
+      event: { records: 0, bytes: 0 },
+    };
+    let oldest: number | null = null;
+    for (const r of this.records) {
+      byKind[r.kind].records++;
+      byKind[r.kind].bytes += Buffer.byteLength(JSON.stringify(r.data));
+      if (oldest === null || r.createdMs < oldest) oldest = r.createdMs;
+    }
+    return { byKind, oldestCreatedMs: oldest };
+  }
+
+  checkWritable(): void {
+    if (this.closed) throw new StoreError("STORE_CLOSED", "store is closed");
+  }
+
+  close(): void {
+    this.closed = true;
+  }
 }

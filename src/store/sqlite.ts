@@ -17,7 +17,7 @@ import { StoreError, errorMessage } from "../errors.js";
 import type { Clock } from "../system/clock.js";
 import { systemClock } from "../system/clock.js";
 import { uuidv7 } from "./ids.js";
-import type { AlertStateRow, NewRecord, RecordKind, Store, StoredRecord } from "./types.js";
+import type { AlertStateRow, NewRecord, RecordKind, Store, StoredRecord, StoreUsage } from "./types.js";
 
 /** Migration N brings the database from user_version N to N+1. Append only; never edit one. */
 const MIGRATIONS: readonly string[] = [
@@ -198,6 +198,41 @@ export class SqliteStore implements Store {
     const row = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'records'").get() as
       { seq: number } | undefined;
     return row?.seq ?? 0;
+  }
+
+  usage(): StoreUsage {
+    const byKind: StoreUsage["byKind"] = {
+      prediction: { records: 0, bytes: 0 },
+      alert: { records: 0, bytes: 0 },
+      event: { records: 0, bytes: 0 },
+    };
+    try {
+      // octet_length reads the stored size without decoding the text.
+      const rows = this.db
+        .prepare(
+          "SELECT kind, COUNT(*) AS n, COALESCE(SUM(octet_length(data)), 0) AS bytes, MIN(created_ms) AS oldest FROM records GROUP BY kind",
+        )
+        .all() as { kind: RecordKind; n: number; bytes: number; oldest: number }[];
+      let oldest: number | null = null;
+      for (const r of rows) {
+        byKind[r.kind] = { records: r.n, bytes: r.bytes };
+        if (oldest === null || r.oldest < oldest) oldest = r.oldest;
+      }
+      return { byKind, oldestCreatedMs: oldest };
+    } catch (err) {
+      throw wrap("usage", err);
+    }
+  }
+
+  checkWritable(): void {
+    if (!this.db.open) throw new StoreError("STORE_CLOSED", "store is closed");
+    try {
+      // Takes the write lock (fails on a read-only file or database) and releases it at once.
+      this.db.exec("BEGIN IMMEDIATE; ROLLBACK;");
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      throw wrap("write check", err);
+    }
   }
 
   /** Schema version of the open database (for status and tests). */

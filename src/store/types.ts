@@ -35,6 +35,14 @@ export interface AlertStateRow {
   state: unknown;
 }
 
+/** What the store holds, for metrics and the dashboard (issue 7). */
+export interface StoreUsage {
+  /** Records and bytes of their stored body (`data` as JSON, UTF-8), by kind. */
+  byKind: Record<RecordKind, { records: number; bytes: number }>;
+  /** When the oldest record still held was committed, epoch ms; null when empty. */
+  oldestCreatedMs: number | null;
+}
+
 export interface Store {
   commit(records: readonly NewRecord[], alertStates?: readonly AlertStateRow[]): StoredRecord[];
   alertStates(): AlertStateRow[];
@@ -43,5 +51,9 @@ export interface Store {
   counts(): Record<RecordKind, number>;
   /** The highest seq issued so far (0 when none). */
   lastSeq(): number;
+  /** Records, bytes and oldest record (a full scan on SQLite: callers cache it). */
+  usage(): StoreUsage;
+  /** Throws a StoreError when a write could not be made now (read-only file, locked, closed). */
+  checkWritable(): void;
   close(): void;
 }

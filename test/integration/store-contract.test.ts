@@ -128,6 +128,41 @@ function storeContract(name: string, build: () => Built): void {
       expect(store.counts()).toEqual({ prediction: 3, alert: 2, event: 1 });
     });
 
+    it("usage: records and body bytes by kind, and the oldest commit time", () => {
+      const { store } = make();
+      expect(store.usage()).toEqual({
+        byKind: {
+          prediction: { records: 0, bytes: 0 },
+          alert: { records: 0, bytes: 0 },
+          event: { records: 0, bytes: 0 },
+        },
+        oldestCreatedMs: null,
+      });
+      const unicode: NewRecord = {
+        kind: "alert",
+        asset: "Pumpe Süd",
+        tsMs: 1,
+        data: { note: "Überdruck ✓" },
+      };
+      const stored = store.commit([rec("prediction", 1), rec("prediction", 2), rec("alert", 3), unicode]);
+      const bytes = (kind: RecordKind): number =>
+        stored
+          .filter((r) => r.kind === kind)
+          .reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r.data)), 0);
+      const u = store.usage();
+      expect(u.byKind.prediction).toEqual({ records: 2, bytes: bytes("prediction") });
+      expect(u.byKind.alert).toEqual({ records: 2, bytes: bytes("alert") });
+      expect(u.byKind.event).toEqual({ records: 0, bytes: 0 });
+      expect(u.oldestCreatedMs).toBe(stored[0]?.createdMs);
+    });
+
+    it("checkWritable passes on an open store and throws a StoreError once closed", () => {
+      const { store } = make();
+      expect(() => store.checkWritable()).not.toThrow();
+      store.close();
+      expect(() => store.checkWritable()).toThrow(StoreError);
+    });
+
     it("upserts alert state per (asset, model, rule) and reads it back", () => {
       const { store } = make();
       const a: AlertStateRow = {
