@@ -12,12 +12,10 @@ import type { VigilConfig } from "./config/types.js";
 import { runDemo } from "./demo/demo.js";
 import { ConfigError, VigilError, errorMessage } from "./errors.js";
 import { createLogger, type Logger } from "./system/logger.js";
-import { runService } from "./system/service.js";
 import { VERSION } from "./system/version.js";
 import { runBatch, type DataFormat } from "./tools/batch.js";
 import { ProgressBar } from "./tools/progress.js";
 import { runReplay } from "./tools/replay.js";
-import { apiBaseUrl, runStatus } from "./tools/status.js";
 
 const EXIT_OK = 0;
 const EXIT_FAIL = 1;
@@ -99,7 +97,12 @@ const commands: Record<string, Command> = {
     async run(values) {
       const configFile = required(values, "config");
       const config = loadConfig({ file: configFile });
-      return runService({ configFile, config, log: logFor(config) });
+      // Loaded on demand: the service pulls in the whole gateway, metrics and dashboard.
+      const { runService } = await import("./system/service.js");
+      const code = await runService({ configFile, config, log: logFor(config) });
+      // A shutdown that overran its budget left work behind that must not hold the exit.
+      if (code !== EXIT_OK) process.exit(code);
+      return code;
     },
   },
   status: {
@@ -121,6 +124,7 @@ const commands: Record<string, Command> = {
       timeout: { type: "string" },
     },
     async run(values) {
+      const { apiBaseUrl, runStatus } = await import("./tools/status.js");
       let url = typeof values.url === "string" ? values.url : undefined;
       let token = typeof values.token === "string" ? values.token : process.env.VIGIL_HTTP_TOKEN;
       if (typeof values.config === "string") {

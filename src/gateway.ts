@@ -40,8 +40,6 @@ import type { Store, StoredRecord, StoreUsage } from "./store/types.js";
 
 /** Records read back from the store at start so the dashboard's trends survive a restart. */
 const FEED_SEED_RECORDS = 10_000;
-/** Store usage is a full scan; status, metrics and the dashboard share one result this long. */
-const USAGE_CACHE_MS = 10_000;
 
 export interface GatewayDeps {
   clock?: Clock;
@@ -103,7 +101,6 @@ export class Gateway {
   private readonly loop = new LoopMonitor();
   private metrics: Metrics | undefined;
   private feed: LiveFeed | undefined;
-  private usageCache: { atMs: number; usage: StoreUsage } | undefined;
   private statusIntervalMs: number;
   private maxLoopDelayMs: number;
 
@@ -320,16 +317,12 @@ export class Gateway {
   }
 
   private storeUsage(): StoreUsage | undefined {
-    const now = this.clock.nowMs();
-    if (!this.store) return undefined;
-    if (!this.usageCache || now - this.usageCache.atMs >= USAGE_CACHE_MS || now < this.usageCache.atMs) {
-      try {
-        this.usageCache = { atMs: now, usage: this.store.usage() };
-      } catch (err) {
-        this.log.warn({ err: errorMessage(err) }, "store usage unavailable");
-      }
+    try {
+      return this.store?.usage();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "store usage unavailable");
+      return undefined;
     }
-    return this.usageCache?.usage;
   }
 
   private storeFileBytes(): number {
@@ -375,7 +368,14 @@ export class Gateway {
         ? {
             store: {
               file: this.storeFile,
-              depth: this.store.counts(),
+              // From the kept tally: counts() would scan the table on every status.
+              depth: usage
+                ? {
+                    prediction: usage.byKind.prediction.records,
+                    alert: usage.byKind.alert.records,
+                    event: usage.byKind.event.records,
+                  }
+                : this.store.counts(),
               ...(usage
                 ? {
                     bytes: {

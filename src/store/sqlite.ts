@@ -76,6 +76,10 @@ export class SqliteStore implements Store {
   private readonly clock: Clock;
   private readonly insertRecord: Database.Statement;
   private readonly upsertState: Database.Statement;
+  /** Records and bytes by kind, counted once (at the first `usage()`) and then kept by every write. */
+  private tally: StoreUsage["byKind"] | undefined;
+  /** Sizes of the records of the commit in progress; applied to `tally` once it committed. */
+  private pendingBytes: [RecordKind, number][] = [];
   private readonly commitTx: (
     records: readonly NewRecord[],
     states: readonly AlertStateRow[],
@@ -110,16 +114,12 @@ export class SqliteStore implements Store {
     this.commitTx = this.db.transaction((records: readonly NewRecord[], states: readonly AlertStateRow[]) => {
       const now = this.clock.nowMs();
       const out: StoredRecord[] = [];
+      this.pendingBytes = [];
       for (const r of records) {
         const id = uuidv7(now);
-        const info = this.insertRecord.run(
-          id,
-          r.kind,
-          r.asset,
-          Math.round(r.tsMs),
-          now,
-          JSON.stringify(r.data),
-        );
+        const body = JSON.stringify(r.data);
+        this.pendingBytes.push([r.kind, Buffer.byteLength(body)]);
+        const info = this.insertRecord.run(id, r.kind, r.asset, Math.round(r.tsMs), now, body);
         out.push({ ...r, id, seq: Number(info.lastInsertRowid), createdMs: now });
       }
       for (const s of states) this.upsertState.run(s.asset, s.model, s.rule, JSON.stringify(s.state), now);
@@ -146,7 +146,14 @@ export class SqliteStore implements Store {
 
   commit(records: readonly NewRecord[], alertStates: readonly AlertStateRow[] = []): StoredRecord[] {
     try {
-      return this.commitTx(records, alertStates);
+      const stored = this.commitTx(records, alertStates);
+      if (this.tally) {
+        for (const [kind, bytes] of this.pendingBytes) {
+          this.tally[kind].records++;
+          this.tally[kind].bytes += bytes;
+        }
+      }
+      return stored;
     } catch (err) {
       throw wrap("commit", err);
     }
@@ -201,24 +208,32 @@ export class SqliteStore implements Store {
   }
 
   usage(): StoreUsage {
-    const byKind: StoreUsage["byKind"] = {
-      prediction: { records: 0, bytes: 0 },
-      alert: { records: 0, bytes: 0 },
-      event: { records: 0, bytes: 0 },
-    };
     try {
-      // octet_length reads the stored size without decoding the text.
-      const rows = this.db
-        .prepare(
-          "SELECT kind, COUNT(*) AS n, COALESCE(SUM(octet_length(data)), 0) AS bytes, MIN(created_ms) AS oldest FROM records GROUP BY kind",
-        )
-        .all() as { kind: RecordKind; n: number; bytes: number; oldest: number }[];
-      let oldest: number | null = null;
-      for (const r of rows) {
-        byKind[r.kind] = { records: r.n, bytes: r.bytes };
-        if (oldest === null || r.oldest < oldest) oldest = r.oldest;
+      if (!this.tally) {
+        // One full scan (about 1 µs a record), then kept up to date by commit.
+        const tally: StoreUsage["byKind"] = {
+          prediction: { records: 0, bytes: 0 },
+          alert: { records: 0, bytes: 0 },
+          event: { records: 0, bytes: 0 },
+        };
+        const rows = this.db
+          .prepare(
+            "SELECT kind, COUNT(*) AS n, COALESCE(SUM(octet_length(data)), 0) AS bytes FROM records GROUP BY kind",
+          )
+          .all() as { kind: RecordKind; n: number; bytes: number }[];
+        for (const r of rows) tally[r.kind] = { records: r.n, bytes: r.bytes };
+        this.tally = tally;
       }
-      return { byKind, oldestCreatedMs: oldest };
+      const oldest = this.db.prepare("SELECT created_ms FROM records ORDER BY seq LIMIT 1").get() as
+        { created_ms: number } | undefined;
+      return {
+        byKind: {
+          prediction: { ...this.tally.prediction },
+          alert: { ...this.tally.alert },
+          event: { ...this.tally.event },
+        },
+        oldestCreatedMs: oldest?.created_ms ?? null,
+      };
     } catch (err) {
       throw wrap("usage", err);
     }

@@ -51,7 +51,11 @@ export interface Store {
   counts(): Record<RecordKind, number>;
   /** The highest seq issued so far (0 when none). */
   lastSeq(): number;
-  /** Records, bytes and oldest record (a full scan on SQLite: callers cache it). */
+  /**
+   * Records, bytes and the oldest record. Cheap after the first call (SQLite scans once, then
+   * every write keeps the tally): status, metrics and the dashboard call it often. A method
+   * that deletes records must update the tally too.
+   */
   usage(): StoreUsage;
   /** Throws a StoreError when a write could not be made now (read-only file, locked, closed). */
   checkWritable(): void;

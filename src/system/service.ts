@@ -75,18 +75,19 @@ export async function runService(options: ServiceOptions): Promise<number> {
       try {
         const next = loadConfig({ file: configFile, ...(options.env ? { env: options.env } : {}) });
         const plan = planReload(config, next);
-        if (plan.applied.includes("log.level")) {
-          log.level = next.log.level;
-          configuredLevel = next.log.level;
-        }
-        gateway.applyReload(next);
-        config = next;
+        // Logged before a new level applies, so that raising it does not hide this line.
         log.info(
           { applied: plan.applied, restartNeeded: plan.restartNeeded },
           plan.restartNeeded.length > 0
             ? `configuration reloaded; ${plan.restartNeeded.length} changed key(s) take effect after a restart`
             : "configuration reloaded",
         );
+        if (plan.applied.includes("log.level")) {
+          log.level = next.log.level;
+          configuredLevel = next.log.level;
+        }
+        gateway.applyReload(next);
+        config = next;
       } catch (err) {
         if (err instanceof ConfigError)
           log.error(

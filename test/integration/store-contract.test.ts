@@ -154,6 +154,11 @@ function storeContract(name: string, build: () => Built): void {
       expect(u.byKind.alert).toEqual({ records: 2, bytes: bytes("alert") });
       expect(u.byKind.event).toEqual({ records: 0, bytes: 0 });
       expect(u.oldestCreatedMs).toBe(stored[0]?.createdMs);
+      // A failed commit changes nothing.
+      expect(() =>
+        store.commit([rec("event", 9, null), { ...rec("alert", 10), kind: "bogus" as RecordKind }]),
+      ).toThrow();
+      expect(store.usage()).toEqual(u);
     });
 
     it("checkWritable passes on an open store and throws a StoreError once closed", () => {
@@ -307,6 +312,17 @@ describe("SqliteStore (durable)", () => {
   };
   afterEach(() => {
     for (const s of opened.splice(0)) s.close();
+  });
+
+  it("usage kept by writes equals usage counted afresh after reopening", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const first = openStore(file);
+    first.usage(); // start the tally before the writes
+    first.commit([rec("prediction", 1), rec("event", 2, null)]);
+    first.commit([rec("alert", 3)]);
+    const kept = first.usage();
+    first.close();
+    expect(openStore(file).usage()).toEqual(kept);
   });
 
   it("never reuses a seq, even after the newest records are deleted", () => {

@@ -180,7 +180,10 @@
   }
 
   function makePlot(container, s) {
-    const scales = { x: { time: true } };
+    // One point (or equal times) would make uPlot stretch the axis over years: pad it.
+    const scales = {
+      x: { time: true, range: (u, min, max) => (min === max ? [min - 30, max + 30] : [min, max]) },
+    };
     const axes = [{ stroke: "#6b7785", grid: { stroke: "#eef1f4" } }];
     const series = [{}];
     s.outputs.forEach((name, i) => {
@@ -408,6 +411,12 @@
     state.updates++;
     document.body.dataset.updates = String(state.updates);
     for (const p of update.predictions) addPrediction(p);
+    $("footer").textContent =
+      "status at " +
+      time(state.status ? state.status.ts : undefined) +
+      " · " +
+      state.updates +
+      " live update(s)";
     for (const a of update.alerts) {
       const key = alertKey(a);
       if (a.state === "raised") state.alerts.set(key, { ...a, since: a.ts });
