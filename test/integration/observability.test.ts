@@ -5,7 +5,10 @@
  * folder. Every metric the issue lists is checked against `/api/status` of the same moment.
  */
 
+import fs from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../support/cli.js";
 import { Collector, modelsDir, startGateway, testConfig, type RunningGateway } from "../support/harness.js";
 import type { StatusView } from "../../src/api/status-view.js";
 import type { FeedSnapshot, FeedUpdate } from "../../src/api/feed.js";
@@ -182,6 +185,19 @@ describe("metrics, health, live feed and dashboard files", () => {
     expect(value(samples, "nodejs_eventloop_lag_p99_seconds")).toBeGreaterThanOrEqual(0);
     expect(value(samples, "process_resident_memory_bytes") ?? 0).toBeGreaterThan(0);
     expect(value(samples, "vigil_info", { gateway_id: GW })).toBe(1);
+  });
+
+  it("the Grafana dashboard in docs/ asks only for metrics that /metrics serves", async () => {
+    const { samples } = parseMetrics(await (await fetch(`${url}/metrics`)).text());
+    const served = new Set(samples.map((s) => s.name));
+    const dashboard = fs.readFileSync(path.join(REPO_ROOT, "docs", "grafana-dashboard.json"), "utf8");
+    const wanted = new Set(
+      [...dashboard.matchAll(/\b((?:vigil|nodejs|process)_[a-z0-9_]+)/g)].map((m) => m[1] as string),
+    );
+    expect(wanted.size).toBeGreaterThan(20);
+    // Sync series exist only with a destination (checked below); the rest must be served here.
+    const missing = [...wanted].filter((m) => !served.has(m) && !m.startsWith("vigil_sync_"));
+    expect(missing).toEqual([]);
   });
 
   it("sync lag and delivery outcomes appear per destination", async () => {
