@@ -23,44 +23,37 @@ export interface MetricsSource {
 
 const RESULT_ACCEPTED = "accepted";
 
-/** A counter whose value is read from the source at scrape time. */
-function readCounter(
+type Reading = { labels: Record<string, string>; value: number }[];
+
+/** A counter or gauge whose values are read from the source at scrape time. */
+function readMetric<T extends client.Counter | client.Gauge>(
+  kind: "counter" | "gauge",
   registry: client.Registry,
   name: string,
   help: string,
   labelNames: string[],
-  read: () => { labels: Record<string, string>; value: number }[],
-): client.Counter {
-  return new client.Counter({
+  read: () => Reading,
+): T {
+  const config = {
     name,
     help,
     labelNames,
     registers: [registry],
-    collect() {
+    collect(this: client.Counter | client.Gauge) {
       this.reset();
-      for (const { labels, value } of read()) this.inc(labels, value);
+      for (const { labels, value } of read()) {
+        if (this instanceof client.Gauge) this.set(labels, value);
+        else this.inc(labels, value);
+      }
     },
-  });
+  };
+  return (kind === "counter" ? new client.Counter(config) : new client.Gauge(config)) as T;
 }
 
-function readGauge(
-  registry: client.Registry,
-  name: string,
-  help: string,
-  labelNames: string[],
-  read: () => { labels: Record<string, string>; value: number }[],
-): client.Gauge {
-  return new client.Gauge({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { labels, value } of read()) this.set(labels, value);
-    },
-  });
-}
+const readCounter = (...args: [client.Registry, string, string, string[], () => Reading]): client.Counter =>
+  readMetric<client.Counter>("counter", ...args);
+const readGauge = (...args: [client.Registry, string, string, string[], () => Reading]): client.Gauge =>
+  readMetric<client.Gauge>("gauge", ...args);
 
 export class Metrics implements BatchObserver {
   readonly registry = new client.Registry();

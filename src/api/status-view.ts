@@ -10,6 +10,7 @@
 
 import type { PipelineStats } from "../pipeline/pipeline.js";
 import type { RecordKind, StoreUsage } from "../store/types.js";
+import { safeUrl } from "../system/net.js";
 
 export interface Check {
   ok: boolean;
@@ -113,22 +114,10 @@ export function syncView(
   const oldest = usage?.oldestCreatedMs ?? null;
   return destinations.map((d) => ({
     type: d.type,
-    url: redactUrl(d.url),
+    url: safeUrl(d.url),
     state: "not-started",
     ...(held !== undefined ? { lagRecords: held } : {}),
     ...(usage ? { lagSeconds: oldest === null ? 0 : Math.max(0, (nowMs - oldest) / 1000) } : {}),
     outcomes: { delivered: 0, retried: 0, rejected: 0 },
   }));
-}
-
-/** A URL without user info (credentials never leave the gateway in status). */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    return u.toString();
-  } catch {
-    return "(invalid url)";
-  }
 }

@@ -57,15 +57,9 @@ export interface BatchObserver {
   batch(model: string, size: number, inferenceMs: number): void;
 }
 
-export interface RunnerOptions {
-  gatewayId: string;
-  maxBatch: number;
-  maxQueued: number;
-  observer?: BatchObserver;
-}
-
-export class ModelRunner {
-  readonly counters: RunnerCounters = {
+/** Counters of a runner that has done nothing yet. */
+export function newRunnerCounters(): RunnerCounters {
+  return {
     windowsQueued: 0,
     batches: 0,
     batchItems: 0,
@@ -81,6 +75,18 @@ export class ModelRunner {
     inferenceMsTotal: 0,
     lastInferenceMs: 0,
   };
+}
+
+export interface RunnerOptions {
+  gatewayId: string;
+  maxBatch: number;
+  maxQueued: number;
+  observer?: BatchObserver;
+}
+
+export class ModelRunner {
+  readonly counters: RunnerCounters = newRunnerCounters();
+
   private queue: PendingWindow[] = [];
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();

@@ -17,13 +17,8 @@ import {
   tempDir,
   testConfig,
   type RunningGateway,
+  apiUrl,
 } from "../support/harness.js";
-
-function apiUrl(r: RunningGateway): string {
-  const a = r.gateway.apiAddress();
-  if (!a) throw new Error("no API");
-  return `http://${a.host}:${a.port}`;
-}
 
 describe("vigil status", () => {
   let ready: RunningGateway;

@@ -20,6 +20,7 @@ import {
   tempDir,
   testConfig,
   type RunningGateway,
+  apiUrl,
 } from "../support/harness.js";
 
 const CHROMIUM = process.env.VIGIL_CHROMIUM ?? "/usr/bin/chromium";
@@ -81,8 +82,7 @@ describe.skipIf(!hasChromium)("dashboard in headless Chromium", () => {
     page.on("console", (msg) => {
       if (msg.type() === "error") pageErrors.push(msg.text());
     });
-    const a = running.gateway.apiAddress();
-    await page.goto(`http://${a?.host}:${a?.port}/`);
+    await page.goto(`${apiUrl(running)}/`);
     await page.waitForSelector('body[data-live="1"]');
   }, 60_000);
 

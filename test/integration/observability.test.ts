@@ -9,19 +9,20 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../support/cli.js";
-import { Collector, modelsDir, startGateway, testConfig, type RunningGateway } from "../support/harness.js";
+import {
+  Collector,
+  modelsDir,
+  startGateway,
+  testConfig,
+  type RunningGateway,
+  apiUrl,
+} from "../support/harness.js";
 import type { StatusView } from "../../src/api/status-view.js";
 import type { FeedSnapshot, FeedUpdate } from "../../src/api/feed.js";
 
 const GW = "gw-test";
 const MODEL = "count-ntc-zscore@1.0.0";
 const T0 = Date.UTC(2026, 0, 1);
-
-function baseUrl(running: RunningGateway): string {
-  const a = running.gateway.apiAddress();
-  if (!a) throw new Error("no API");
-  return `http://${a.host}:${a.port}`;
-}
 
 /** Rows of the fixture's signals; s1 = 80 drives rul to about 35 (below the rule's 40). */
 async function publishRows(
@@ -113,7 +114,7 @@ describe("metrics, health, live feed and dashboard files", () => {
 
   beforeAll(async () => {
     running = await startGateway(testConfig({ "models.dir": modelsDir(["count-ntc-zscore"]) }));
-    url = baseUrl(running);
+    url = apiUrl(running);
     collector = await Collector.connect(running.brokerUrl, [`vigil/${GW}/#`]);
     await collector.waitFor((ms) => ms.some((m) => m.topic === `vigil/${GW}/status`), 10_000, "online");
     // pump-a: 7 low rows → windows at rows 5 and 7 → two predictions and a raised warning.
@@ -208,7 +209,7 @@ describe("metrics, health, live feed and dashboard files", () => {
       }),
     );
     try {
-      const res = await fetch(`${baseUrl(other)}/metrics`);
+      const res = await fetch(`${apiUrl(other)}/metrics`);
       const { samples } = parseMetrics(await res.text());
       const destination = "https://cloud.example/ingest";
       expect(value(samples, "vigil_sync_lag_records", { destination })).toBe(0);
@@ -297,7 +298,7 @@ describe("liveness", () => {
       testConfig({ "models.dir": modelsDir(["count-ntc-zscore"]), "service.maxEventLoopDelayMs": 100 }),
     );
     try {
-      const url = baseUrl(running);
+      const url = apiUrl(running);
       const until = performance.now() + 400;
       while (performance.now() < until) {
         // a handler that hogs the event loop
@@ -330,7 +331,7 @@ describe("token on the dashboard's data", () => {
       testConfig({ "models.dir": modelsDir(["count-ntc-zscore"]), "http.token": token }),
     );
     try {
-      const url = baseUrl(running);
+      const url = apiUrl(running);
       expect((await fetch(`${url}/`)).status).toBe(200);
       expect((await fetch(`${url}/assets/app.js`)).status).toBe(200);
       for (const p of ["/metrics", "/api/feed", "/api/events", "/api/log-level"]) {

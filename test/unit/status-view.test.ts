@@ -1,31 +1,15 @@
 /** Status derivations (data-loss ledger, sync lag) and the `vigil status` summary, all pure. */
 
 import { describe, expect, it } from "vitest";
-import { dataLossLedger, redactUrl, syncView, type StatusView } from "../../src/api/status-view.js";
+import { dataLossLedger, syncView, type StatusView } from "../../src/api/status-view.js";
+import { safeUrl } from "../../src/system/net.js";
 import type { PipelineStats } from "../../src/pipeline/pipeline.js";
-import type { RunnerCounters } from "../../src/pipeline/runner.js";
+import { newRunnerCounters, type RunnerCounters } from "../../src/pipeline/runner.js";
 import { newWindowStats } from "../../src/window/types.js";
 import { apiBaseUrl, formatStatus } from "../../src/tools/status.js";
 
 function runner(over: Partial<RunnerCounters> = {}): RunnerCounters & { queued: number } {
-  return {
-    windowsQueued: 0,
-    batches: 0,
-    batchItems: 0,
-    predictions: 0,
-    alertsRaised: {},
-    alertsCleared: {},
-    inferenceErrors: 0,
-    storeErrors: 0,
-    windowsLostInference: 0,
-    windowsLostStore: 0,
-    overload: 0,
-    nonFiniteOutputs: 0,
-    inferenceMsTotal: 0,
-    lastInferenceMs: 0,
-    queued: 0,
-    ...over,
-  };
+  return { ...newRunnerCounters(), queued: 0, ...over };
 }
 
 function stats(models: PipelineStats["models"], gap = 0): PipelineStats {
@@ -96,7 +80,7 @@ describe("syncView", () => {
         outcomes: { delivered: 0, retried: 0, rejected: 0 },
       },
     ]);
-    expect(redactUrl("not a url")).toBe("(invalid url)");
+    expect(safeUrl("not a url")).toBe("(invalid url)");
   });
   it("an empty store has no lag", () => {
     const empty = { byKind: usage.byKind, oldestCreatedMs: null };
