@@ -18,7 +18,10 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { LiveFeed } from "./api/feed.js";
+import { Metrics } from "./api/metrics.js";
 import { ApiServer, type Readiness } from "./api/server.js";
+import { dataLossLedger, syncView, type Check, type StatusView } from "./api/status-view.js";
 import { EmbeddedBroker } from "./broker/embedded.js";
 import type { VigilConfig } from "./config/types.js";
 import { errorMessage } from "./errors.js";
@@ -32,14 +35,18 @@ import type { RecordSink } from "./pipeline/runner.js";
 import type { Clock } from "./system/clock.js";
 import { systemClock } from "./system/clock.js";
 import type { Logger } from "./system/logger.js";
+import { LoopMonitor } from "./system/loop-monitor.js";
 import { VERSION } from "./system/version.js";
 import { NotifyingSink } from "./pipeline/sinks.js";
 import { Housekeeper } from "./store/housekeeper.js";
 import { uuidv7 } from "./store/ids.js";
 import { openStore, type StoreReset } from "./store/recovery.js";
-import type { NewRecord, Store, StoredRecord } from "./store/types.js";
+import type { KindUsage, NewRecord, Store, StoredRecord } from "./store/types.js";
 import { parseDestinations } from "./sync/config.js";
 import { SyncService } from "./sync/service.js";
+
+/** Records read back from the store at start so the dashboard's trends survive a restart. */
+const FEED_SEED_RECORDS = 10_000;
 
 export interface GatewayDeps {
   clock?: Clock;
@@ -117,6 +124,12 @@ export class Gateway {
   private tickTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private storeFile = "";
+  // Operations (issue 7): metrics, dashboard feed, liveness, reloadable settings.
+  private readonly loop = new LoopMonitor();
+  private metrics: Metrics | undefined;
+  private feed: LiveFeed | undefined;
+  private statusIntervalMs: number;
+  private maxLoopDelayMs: number;
 
   constructor(
     private readonly config: VigilConfig,
@@ -126,6 +139,8 @@ export class Gateway {
     this.clock = deps.clock ?? systemClock;
     this.backend = deps.backend ?? new OrtBackend();
     this.topics = gatewayTopics(config.mqtt.baseTopic, config.gatewayId);
+    this.statusIntervalMs = config.outputs.statusIntervalMs;
+    this.maxLoopDelayMs = config.service.maxEventLoopDelayMs;
   }
 
   async start(): Promise<void> {
@@ -139,6 +154,7 @@ export class Gateway {
 
   private async startParts(): Promise<void> {
     const c = this.config;
+    this.loop.start();
     fs.mkdirSync(c.dataDir, { recursive: true });
     this.storeFile = c.store.path !== "" ? c.store.path : path.join(c.dataDir, "vigil.db");
     const opened = openStore({
@@ -218,9 +234,19 @@ export class Gateway {
       { predictions: c.outputs.predictionsQos, alerts: c.outputs.alertsQos },
       this.log.child({ module: "output" }),
     );
+    this.feed = new LiveFeed(
+      this.sink,
+      { historyPoints: c.dashboard.historyPoints },
+      this.log.child({ module: "dashboard" }),
+    );
+    this.feed.seed(
+      this.store.readAfter(Math.max(0, this.store.lastSeq() - FEED_SEED_RECORDS), FEED_SEED_RECORDS),
+    );
+    this.metrics = new Metrics({ status: () => this.status(), stats: () => this.pipeline?.stats() });
+    this.metrics.start();
     const housekeeper = this.housekeeper;
     const sink = new NotifyingSink(
-      this.sink,
+      this.feed,
       {
         committed: () => {
           housekeeper.afterCommit();
@@ -241,6 +267,7 @@ export class Gateway {
         maxBatch: c.inference.maxBatch,
         maxQueuedWindows: 100_000,
         rejectLogIntervalMs: c.log.rejectIntervalMs,
+        observer: this.metrics,
       },
       this.registry.active(),
       this.store,
@@ -255,13 +282,19 @@ export class Gateway {
     if (c.http.enabled) {
       this.api = new ApiServer(
         { host: c.http.host, port: c.http.port, ...(c.http.token ? { token: c.http.token } : {}) },
-        { status: () => this.status(), readiness: () => this.readiness() },
+        {
+          status: () => this.status(),
+          readiness: () => this.readiness(),
+          health: () => this.health(),
+          metrics: this.metrics,
+          feed: this.feed,
+          logLevel: { get: () => this.log.level, set: (level) => (this.log.level = level) },
+        },
         this.log.child({ module: "api" }),
       );
       await this.api.start();
     }
-    this.statusTimer = setInterval(() => this.publishStatus(), c.outputs.statusIntervalMs);
-    this.statusTimer.unref();
+    this.startStatusTimer();
     this.tickTimer = setInterval(() => this.pipeline?.tick(), Math.min(c.log.rejectIntervalMs, 10_000));
     this.tickTimer.unref();
     this.log.info(
@@ -320,14 +353,94 @@ export class Gateway {
 
   readiness(): Readiness {
     const reasons: string[] = [];
+    if (this.stopping) reasons.push("shutting down");
     if (!this.connection?.connectionState().connected) reasons.push("not connected to the broker");
     if ((this.registry?.active().length ?? 0) === 0) reasons.push("no model is serving");
     if (!this.store) reasons.push("store not open");
+    else {
+      try {
+        this.store.checkWritable();
+      } catch (err) {
+        reasons.push(`store not writable: ${errorMessage(err)}`);
+      }
+    }
     return { ready: reasons.length === 0, reasons };
   }
 
-  status(): StatusPayload & Record<string, unknown> {
+  /** Liveness (`/healthz`, the systemd watchdog): the event loop turns and the store answers. */
+  health(): Check {
+    const reasons: string[] = [];
+    const delayMs = this.loop.maxDelayMs();
+    if (delayMs > this.maxLoopDelayMs)
+      reasons.push(`event loop blocked for ${Math.round(delayMs)} ms (limit ${this.maxLoopDelayMs} ms)`);
+    if (this.store) {
+      try {
+        this.store.lastSeq();
+      } catch (err) {
+        reasons.push(`store does not answer: ${errorMessage(err)}`);
+      }
+    }
+    return { ok: reasons.length === 0, reasons };
+  }
+
+  /** SIGHUP: takes the keys that may change while running (the list: src/system/reload.ts). */
+  applyReload(next: VigilConfig): void {
+    this.api?.setToken(next.http.token);
+    this.maxLoopDelayMs = next.service.maxEventLoopDelayMs;
+    if (next.outputs.statusIntervalMs !== this.statusIntervalMs) {
+      this.statusIntervalMs = next.outputs.statusIntervalMs;
+      if (this.statusTimer) this.startStatusTimer();
+    }
+  }
+
+  private startStatusTimer(): void {
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    this.statusTimer = setInterval(() => this.publishStatus(), this.statusIntervalMs);
+    this.statusTimer.unref();
+  }
+
+  /** Commit time of the oldest record after `cursor` (what a destination still waits for). */
+  private ledgerEntries(): { reason: string; kind: string; count: number }[] {
+    try {
+      return this.store?.ledger() ?? [];
+    } catch {
+      return [];
+    }
+  }
+
+  private oldestPendingMs(cursor: number): number | null {
+    try {
+      return this.store?.readOutbox(cursor, 1)[0]?.createdMs ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  private storeUsage(): KindUsage | undefined {
+    try {
+      return this.store?.kindUsage();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "store usage unavailable");
+      return undefined;
+    }
+  }
+
+  private storeFileBytes(): number {
+    let total = 0;
+    for (const f of [this.storeFile, `${this.storeFile}-wal`]) {
+      try {
+        total += fs.statSync(f).size;
+      } catch {
+        // no WAL file right now
+      }
+    }
+    return total;
+  }
+
+  status(): StatusPayload & StatusView {
     const stats = this.pipeline?.stats();
+    const usage = this.storeUsage();
+    const ready = this.readiness();
     return {
       state: "online",
       gatewayId: this.config.gatewayId,
@@ -335,6 +448,10 @@ export class Gateway {
       startedAt: this.startedAt.toISOString(),
       ts: this.clock.nowMs(),
       host: os.hostname(),
+      uptimeS: Math.round(process.uptime()),
+      logLevel: this.log.level,
+      ready: { ok: ready.ready, reasons: ready.reasons },
+      health: this.health(),
       broker: {
         connected: this.connection?.connectionState().connected ?? false,
         connects: this.connection?.connectionState().connects ?? 0,
@@ -347,12 +464,43 @@ export class Gateway {
         ...(s.provider ? { provider: s.provider } : {}),
         ...(s.error ? { error: s.error } : {}),
       })),
-      store: this.store
-        ? { file: this.storeFile, depth: this.store.counts(), lastSeq: this.store.lastSeq() }
-        : undefined,
+      ...(this.store
+        ? {
+            store: {
+              file: this.storeFile,
+              // From the kept tally: counts() would scan the table on every status.
+              depth: usage
+                ? {
+                    prediction: usage.byKind.prediction.records,
+                    alert: usage.byKind.alert.records,
+                    event: usage.byKind.event.records,
+                  }
+                : this.store.counts(),
+              ...(usage
+                ? {
+                    bytes: {
+                      prediction: usage.byKind.prediction.bytes,
+                      alert: usage.byKind.alert.bytes,
+                      event: usage.byKind.event.bytes,
+                    },
+                    oldestCreatedMs: usage.oldestCreatedMs,
+                  }
+                : {}),
+              fileBytes: this.storeFileBytes(),
+              lastSeq: this.store.lastSeq(),
+            },
+          }
+        : {}),
       storage: this.housekeeper?.status(),
-      sync: this.sync?.status(),
+      sync: {
+        destinations: syncView(
+          this.sync?.status().destinations ?? [],
+          (cursor) => this.oldestPendingMs(cursor),
+          this.clock.nowMs(),
+        ),
+      },
       alerts: this.pipeline?.activeAlerts() ?? [],
+      dataLoss: dataLossLedger(stats, this.ledgerEntries()),
       counters: stats
         ? {
             payloads: stats.payloads,
@@ -392,6 +540,7 @@ export class Gateway {
       }
     };
     if (this.statusTimer) clearInterval(this.statusTimer);
+    this.statusTimer = undefined;
     if (this.tickTimer) clearInterval(this.tickTimer);
     await step("unsubscribe", () => this.connection?.unsubscribeAll());
     await step("pipeline", () => this.pipeline?.drain());
@@ -413,6 +562,8 @@ export class Gateway {
     await step("broker", () => this.broker?.stop());
     await step("models", () => this.registry?.close());
     await step("store", () => this.store?.close());
+    this.metrics?.stop();
+    this.loop.stop();
     this.log.info("gateway stopped");
   }
 }

@@ -57,7 +57,7 @@ export const schema = {
   ),
   log: {
     level: leaf(
-      "Log level: trace, debug, info, warn, error, fatal or silent.",
+      "Log level: trace, debug, info, warn, error, fatal or silent. Reloadable (SIGHUP); SIGUSR2 toggles debug, `PUT /api/log-level` sets any level until the next restart.",
       ["trace", "debug", "info", "warn", "error", "fatal", "silent"],
       "info",
     ),
@@ -224,7 +224,7 @@ export const schema = {
     predictionsQos: leaf("QoS of published predictions.", [0, 1, 2], 0),
     alertsQos: leaf("QoS of published alerts (at least 1).", [1, 2], 1),
     statusIntervalMs: leaf(
-      "How often the retained status (with counters) is republished.",
+      "How often the retained status (with counters) is republished. Reloadable (SIGHUP).",
       "positive-int",
       60_000, // 1 minute
     ),
@@ -289,8 +289,29 @@ export const schema = {
       "127.0.0.1",
     ),
     port: leaf("Port of the local HTTP API; 0 picks a free one.", "port", 8080),
-    token: secret("Bearer token required by the local API when it is not on loopback."),
+    token: secret(
+      "Bearer token of the local API: required when it is not on loopback, and on every address once set (the dashboard page and its scripts excepted: they carry no data). Reloadable (SIGHUP), also through `tokenFile`.",
+    ),
     tokenFile: secretFile("the local API token"),
+  },
+  service: {
+    stopTimeoutMs: leaf(
+      "Graceful shutdown budget after SIGTERM/SIGINT: finish windows in flight, publish `offline`, close the store. Past it the agent logs what it gave up and exits with 1; keep it below the unit's `TimeoutStopSec` (30 s). Reloadable (SIGHUP).",
+      "positive-int",
+      25_000, // 25 s
+    ),
+    maxEventLoopDelayMs: leaf(
+      "Liveness: when the event loop was blocked longer than this within the last 5 to 10 s, `/healthz` answers 503 and the systemd watchdog is not fed (systemd restarts the agent if it stays so for `WatchdogSec`). Reloadable (SIGHUP).",
+      "positive-int",
+      5_000, // 5 s
+    ),
+  },
+  dashboard: {
+    historyPoints: leaf(
+      "Recent predictions kept in memory per asset and model for the dashboard's trend plots (seeded from the store at start).",
+      "positive-int",
+      240,
+    ),
   },
   demo: {
     machines: leaf("Simulated machines in `vigil demo`.", "positive-int", 6),

@@ -78,5 +78,7 @@ export interface VigilConfig {
   };
   sync: { destinations: DestinationConfig[] };
   http: { enabled: boolean; host: string; port: number; token: string; tokenFile: string };
+  service: { stopTimeoutMs: number; maxEventLoopDelayMs: number };
+  dashboard: { historyPoints: number };
   demo: { machines: number; sampleIntervalMs: number; meanLifeS: number; seed: number };
 }

@@ -31,7 +31,7 @@ import { InputBuilder } from "../window/preprocess.js";
 import { RowAssembler, type RowConsumer } from "../window/row-assembler.js";
 import { TimeWindow, type TimeSample } from "../window/time-window.js";
 import { addWindowStats, newWindowStats, type EmittedWindow, type WindowStats } from "../window/types.js";
-import { ModelRunner, type RecordSink, type RunnerCounters } from "./runner.js";
+import { ModelRunner, type BatchObserver, type RecordSink, type RunnerCounters } from "./runner.js";
 
 export interface PipelineOptions {
   gatewayId: string;
@@ -46,6 +46,8 @@ export interface PipelineOptions {
   /** Windows waiting per model before the oldest is dropped. */
   maxQueuedWindows: number;
   rejectLogIntervalMs: number;
+  /** Told about every inference call (metrics). */
+  observer?: BatchObserver;
 }
 
 interface ServedModel {
@@ -121,7 +123,12 @@ export class Pipeline {
         model,
         store,
         sink,
-        { gatewayId: options.gatewayId, maxBatch: options.maxBatch, maxQueued: options.maxQueuedWindows },
+        {
+          gatewayId: options.gatewayId,
+          maxBatch: options.maxBatch,
+          maxQueued: options.maxQueuedWindows,
+          ...(options.observer ? { observer: options.observer } : {}),
+        },
         log.child({ model: model.key }),
       );
       runner.restoreAlertStates(states);
@@ -361,7 +368,13 @@ export class Pipeline {
     this.rejectLog.flush();
   }
 
-  activeAlerts(): { model: string; asset: string; rule: string; since: number | undefined }[] {
+  activeAlerts(): {
+    model: string;
+    asset: string;
+    rule: string;
+    severity: string;
+    since: number | undefined;
+  }[] {
     return [...this.served.values()].flatMap((m) =>
       m.runner.activeAlerts().map((a) => ({ model: m.model.manifest.name, ...a })),
     );

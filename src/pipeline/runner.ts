@@ -47,20 +47,23 @@ export interface RunnerCounters {
   alertsCleared: Record<string, number>;
   inferenceErrors: number;
   storeErrors: number;
+  /** Windows lost with a failed batch (inference error, store error). */
+  windowsLostInference: number;
+  windowsLostStore: number;
   overload: number;
   nonFiniteOutputs: number;
   inferenceMsTotal: number;
   lastInferenceMs: number;
 }
 
-export interface RunnerOptions {
-  gatewayId: string;
-  maxBatch: number;
-  maxQueued: number;
+/** Told about every inference call (metrics: latency and batch-size histograms). Must not throw. */
+export interface BatchObserver {
+  batch(model: string, size: number, inferenceMs: number): void;
 }
 
-export class ModelRunner {
-  readonly counters: RunnerCounters = {
+/** Counters of a runner that has done nothing yet. */
+export function newRunnerCounters(): RunnerCounters {
+  return {
     windowsQueued: 0,
     batches: 0,
     batchItems: 0,
@@ -69,11 +72,25 @@ export class ModelRunner {
     alertsCleared: {},
     inferenceErrors: 0,
     storeErrors: 0,
+    windowsLostInference: 0,
+    windowsLostStore: 0,
     overload: 0,
     nonFiniteOutputs: 0,
     inferenceMsTotal: 0,
     lastInferenceMs: 0,
   };
+}
+
+export interface RunnerOptions {
+  gatewayId: string;
+  maxBatch: number;
+  maxQueued: number;
+  observer?: BatchObserver;
+}
+
+export class ModelRunner {
+  readonly counters: RunnerCounters = newRunnerCounters();
+
   private queue: PendingWindow[] = [];
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
@@ -106,10 +123,13 @@ export class ModelRunner {
   }
 
   /** Raised alerts right now, for status. */
-  activeAlerts(): { asset: string; rule: string; since: number | undefined }[] {
-    const out: { asset: string; rule: string; since: number | undefined }[] = [];
+  activeAlerts(): { asset: string; rule: string; severity: string; since: number | undefined }[] {
+    const severity = new Map(this.model.manifest.alerts.map((r) => [r.id, r.severity]));
+    const out: { asset: string; rule: string; severity: string; since: number | undefined }[] = [];
     for (const [asset, rules] of this.ruleStates)
-      for (const [rule, st] of rules) if (st.raised) out.push({ asset, rule, since: st.raisedAtMs });
+      for (const [rule, st] of rules)
+        if (st.raised)
+          out.push({ asset, rule, severity: severity.get(rule) ?? "unknown", since: st.raisedAtMs });
     return out;
   }
 
@@ -162,6 +182,7 @@ export class ModelRunner {
       decoded = decodeOutputs(manifest.outputs, tensors, items.length);
     } catch (err) {
       this.counters.inferenceErrors++;
+      this.counters.windowsLostInference += items.length;
       this.log.error(
         { model: this.model.key, batch: items.length, err: errorMessage(err) },
         "inference failed; batch dropped",
@@ -173,6 +194,7 @@ export class ModelRunner {
     this.counters.batchItems += items.length;
     this.counters.inferenceMsTotal += elapsedMs;
     this.counters.lastInferenceMs = elapsedMs;
+    this.options.observer?.batch(this.model.key, items.length, elapsedMs);
 
     const records: NewRecord[] = [];
     const stateUpdates = new Map<string, AlertStateRow>();
@@ -243,6 +265,7 @@ export class ModelRunner {
       stored = this.store.commit(records, [...stateUpdates.values()]);
     } catch (err) {
       this.counters.storeErrors++;
+      this.counters.windowsLostStore += items.length;
       this.log.error(
         { model: this.model.key, records: records.length, err: errorMessage(err) },
         "store commit failed; published locally only, counted in the data-loss ledger",

@@ -21,6 +21,7 @@ import type {
   Store,
   StoredRecord,
   StoreUsage,
+  KindUsage,
 } from "./types.js";
 import { RECORD_KINDS, thinBlock } from "./types.js";
 
@@ -58,6 +59,7 @@ export class MemoryStore implements Store {
   private records: Held[] = [];
   private states = new Map<string, AlertStateRow>();
   private seq = 0;
+  private closed = false;
   private readonly cursorMap = new Map<string, DestinationCursor>();
   private dead: DeadLetter[] = [];
   private readonly losses = new Map<string, LedgerEntry>();
@@ -307,7 +309,26 @@ export class MemoryStore implements Store {
     return 0;
   }
 
-  close(): void {}
+  kindUsage(): KindUsage {
+    const byKind: KindUsage["byKind"] = {
+      prediction: { records: 0, bytes: 0 },
+      alert: { records: 0, bytes: 0 },
+      event: { records: 0, bytes: 0 },
+    };
+    for (const h of this.records) {
+      byKind[h.record.kind].records++;
+      byKind[h.record.kind].bytes += Buffer.byteLength(h.dataJson);
+    }
+    return { byKind, oldestCreatedMs: this.records[0]?.record.createdMs ?? null };
+  }
+
+  checkWritable(): void {
+    if (this.closed) throw new StoreError("STORE_CLOSED", "store is closed");
+  }
+
+  close(): void {
+    this.closed = true;
+  }
 }
 
 /** `[kind, count]` pairs for the kinds present, in the order of RECORD_KINDS. */

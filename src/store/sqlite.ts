@@ -40,6 +40,7 @@ import type {
   Store,
   StoredRecord,
   StoreUsage,
+  KindUsage,
 } from "./types.js";
 import { RECORD_KINDS } from "./types.js";
 
@@ -222,6 +223,10 @@ export class SqliteStore implements Store {
   private readonly insertRecord: Database.Statement;
   private readonly upsertState: Database.Statement;
   private readonly addLoss: Database.Statement;
+  /** Records and bytes by kind, counted once (at the first `kindUsage()`), then kept by every write and delete. */
+  private tally: KindUsage["byKind"] | undefined;
+  /** Sizes of the records the transaction in progress inserted; applied to `tally` once it committed. */
+  private pendingBytes: [RecordKind, number][] = [];
   private readonly commitTx: (
     records: readonly NewRecord[],
     states: readonly AlertStateRow[],
@@ -284,14 +289,9 @@ export class SqliteStore implements Store {
       const out: StoredRecord[] = [];
       for (const r of records) {
         const id = uuidv7(now);
-        const info = this.insertRecord.run(
-          id,
-          r.kind,
-          r.asset,
-          Math.round(r.tsMs),
-          now,
-          JSON.stringify(r.data),
-        );
+        const json = JSON.stringify(r.data);
+        const info = this.insertRecord.run(id, r.kind, r.asset, Math.round(r.tsMs), now, json);
+        this.pendingBytes.push([r.kind, Buffer.byteLength(json)]);
         out.push({ ...r, id, seq: Number(info.lastInsertRowid), createdMs: now });
       }
       for (const s of states) this.upsertState.run(s.asset, s.model, s.rule, JSON.stringify(s.state), now);
@@ -349,9 +349,35 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** Applies (after a commit) or drops (after a rollback) the sizes of the rows just inserted. */
+  private settleTally(committed: boolean): void {
+    if (committed && this.tally)
+      for (const [kind, bytes] of this.pendingBytes) {
+        this.tally[kind].records++;
+        this.tally[kind].bytes += bytes;
+      }
+    this.pendingBytes = [];
+  }
+
+  /** Takes deleted rows (`kind`, `bytes`) off the tally. */
+  private untally(rows: readonly { kind: RecordKind; bytes: number }[]): void {
+    if (!this.tally) return;
+    for (const r of rows) {
+      this.tally[r.kind].records--;
+      this.tally[r.kind].bytes -= r.bytes;
+    }
+  }
+
   commit(records: readonly NewRecord[], alertStates: readonly AlertStateRow[] = []): StoredRecord[] {
     this.reserveSeqs(records.length);
-    const out = this.run("commit", () => this.commitTx(records, alertStates));
+    let out: StoredRecord[];
+    try {
+      out = this.run("commit", () => this.commitTx(records, alertStates));
+    } catch (err) {
+      this.settleTally(false);
+      throw err;
+    }
+    this.settleTally(true);
     const last = out.at(-1);
     if (last) this.seq = last.seq;
     return out;
@@ -579,22 +605,29 @@ export class SqliteStore implements Store {
 
   reportLosses(make: (unreported: readonly Loss[]) => NewRecord): StoredRecord | undefined {
     this.reserveSeqs(1);
-    const out = this.run("report losses", () =>
-      this.db.transaction((): StoredRecord | undefined => {
-        const unreported = this.db
-          .prepare(
-            "SELECT reason, kind, count - reported AS n FROM ledger WHERE count > reported ORDER BY reason, kind",
-          )
-          .all() as { reason: LossReason; kind: RecordKind; n: number }[];
-        if (unreported.length === 0) return undefined;
-        const [stored] = this.commitTx(
-          [make(unreported.map((u) => ({ reason: u.reason, kind: u.kind, count: u.n })))],
-          [],
-        );
-        this.db.prepare("UPDATE ledger SET reported = count").run();
-        return stored;
-      })(),
-    );
+    let out: StoredRecord | undefined;
+    try {
+      out = this.run("report losses", () =>
+        this.db.transaction((): StoredRecord | undefined => {
+          const unreported = this.db
+            .prepare(
+              "SELECT reason, kind, count - reported AS n FROM ledger WHERE count > reported ORDER BY reason, kind",
+            )
+            .all() as { reason: LossReason; kind: RecordKind; n: number }[];
+          if (unreported.length === 0) return undefined;
+          const [stored] = this.commitTx(
+            [make(unreported.map((u) => ({ reason: u.reason, kind: u.kind, count: u.n })))],
+            [],
+          );
+          this.db.prepare("UPDATE ledger SET reported = count").run();
+          return stored;
+        })(),
+      );
+    } catch (err) {
+      this.settleTally(false);
+      throw err;
+    }
+    this.settleTally(true);
     if (out) this.seq = out.seq;
     return out;
   }
@@ -602,17 +635,21 @@ export class SqliteStore implements Store {
   prune(createdBeforeMs: number, maxRows: number): number {
     return this.run("prune", () => {
       const upTo = this.deliveredUpTo();
-      return this.db
+      const deleted = this.db
         .prepare(
           `DELETE FROM records WHERE seq IN (
-             SELECT seq FROM records WHERE seq <= ? AND created_ms < ? ORDER BY seq LIMIT ?)`,
+             SELECT seq FROM records WHERE seq <= ? AND created_ms < ? ORDER BY seq LIMIT ?)
+           RETURNING kind, octet_length(data) AS bytes`,
         )
-        .run(upTo, createdBeforeMs, maxRows).changes;
+        .all(upTo, createdBeforeMs, maxRows) as { kind: RecordKind; bytes: number }[];
+      this.untally(deleted);
+      return deleted.length;
     });
   }
 
   expire(createdBeforeMs: number, maxRows: number): Loss[] {
-    return this.run("expire", () =>
+    let pendingUntally: { kind: RecordKind; bytes: number }[] = [];
+    const losses = this.run("expire", () =>
       this.db.transaction(() => {
         const upTo = this.deliveredUpTo();
         const now = this.clock.nowMs();
@@ -620,16 +657,24 @@ export class SqliteStore implements Store {
         const kinds = this.db
           .prepare(`SELECT kind, COUNT(*) AS n FROM records WHERE seq IN (${victims}) GROUP BY kind`)
           .all(upTo, createdBeforeMs, maxRows) as { kind: RecordKind; n: number }[];
-        this.db.prepare(`DELETE FROM records WHERE seq IN (${victims})`).run(upTo, createdBeforeMs, maxRows);
+        const deleted = this.db
+          .prepare(
+            `DELETE FROM records WHERE seq IN (${victims}) RETURNING kind, octet_length(data) AS bytes`,
+          )
+          .all(upTo, createdBeforeMs, maxRows) as { kind: RecordKind; bytes: number }[];
+        pendingUntally = deleted;
         const losses = countKinds(kinds, "expired");
         for (const l of losses) this.addLoss.run(l.reason, l.kind, l.count, now, now);
         return losses;
       })(),
     );
+    this.untally(pendingUntally);
+    return losses;
   }
 
   evict(kind: RecordKind, maxRows: number, mode: "oldest" | "thin" = "oldest"): number {
-    return this.run("evict", () =>
+    let removed: { kind: RecordKind; bytes: number }[] = [];
+    const deleted = this.run("evict", () =>
       this.db.transaction(() => {
         const upTo = this.deliveredUpTo();
         this.db.exec("CREATE TEMP TABLE IF NOT EXISTS evict_victims (seq INTEGER PRIMARY KEY)");
@@ -648,17 +693,62 @@ export class SqliteStore implements Store {
         const lost = (
           this.db.prepare("SELECT COUNT(*) AS n FROM evict_victims WHERE seq > ?").get(upTo) as { n: number }
         ).n;
-        const deleted = this.db
-          .prepare("DELETE FROM records WHERE seq IN (SELECT seq FROM evict_victims)")
-          .run().changes;
+        removed = this.db
+          .prepare(
+            "DELETE FROM records WHERE seq IN (SELECT seq FROM evict_victims) RETURNING kind, octet_length(data) AS bytes",
+          )
+          .all() as { kind: RecordKind; bytes: number }[];
         this.db.exec("DELETE FROM evict_victims");
         if (lost > 0) {
           const now = this.clock.nowMs();
           this.addLoss.run("evicted", kind, lost, now, now);
         }
-        return deleted;
+        return removed.length;
       })(),
     );
+    this.untally(removed);
+    return deleted;
+  }
+
+  kindUsage(): KindUsage {
+    return this.run("usage", () => {
+      if (!this.tally) {
+        // One full scan (about 1 µs a record), then kept up to date by every write and delete.
+        const tally: KindUsage["byKind"] = {
+          prediction: { records: 0, bytes: 0 },
+          alert: { records: 0, bytes: 0 },
+          event: { records: 0, bytes: 0 },
+        };
+        const rows = this.db
+          .prepare(
+            "SELECT kind, COUNT(*) AS n, COALESCE(SUM(octet_length(data)), 0) AS bytes FROM records GROUP BY kind",
+          )
+          .all() as { kind: RecordKind; n: number; bytes: number }[];
+        for (const r of rows) tally[r.kind] = { records: r.n, bytes: r.bytes };
+        this.tally = tally;
+      }
+      const oldest = this.db.prepare("SELECT created_ms FROM records ORDER BY seq LIMIT 1").get() as
+        { created_ms: number } | undefined;
+      return {
+        byKind: {
+          prediction: { ...this.tally.prediction },
+          alert: { ...this.tally.alert },
+          event: { ...this.tally.event },
+        },
+        oldestCreatedMs: oldest?.created_ms ?? null,
+      };
+    });
+  }
+
+  checkWritable(): void {
+    if (!this.db.open) throw new StoreError("STORE_CLOSED", "store is closed");
+    try {
+      // Takes the write lock (fails on a read-only file or database) and releases it at once.
+      this.db.exec("BEGIN IMMEDIATE; ROLLBACK;");
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      throw wrap("write check", err);
+    }
   }
 
   usage(): StoreUsage {

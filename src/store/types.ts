@@ -121,6 +121,14 @@ export interface StoreUsage {
   freeBytes: number;
 }
 
+/** What the store holds by kind, for metrics and the dashboard. */
+export interface KindUsage {
+  /** Records and bytes of their stored body (`data` as JSON, UTF-8), by kind. */
+  byKind: Record<RecordKind, { records: number; bytes: number }>;
+  /** When the oldest record still held was committed, epoch ms; null when empty. */
+  oldestCreatedMs: number | null;
+}
+
 export interface Store {
   commit(records: readonly NewRecord[], alertStates?: readonly AlertStateRow[]): StoredRecord[];
   alertStates(): AlertStateRow[];
@@ -181,5 +189,13 @@ export interface Store {
   usage(): StoreUsage;
   /** Gives free pages back to the file system; returns the bytes the files shrank by. */
   reclaim(): number;
+  /**
+   * Records, bytes and the oldest record by kind. Cheap after the first call (a durable store
+   * scans once, then every write and delete keeps the tally): status, metrics and the
+   * dashboard call it often.
+   */
+  kindUsage(): KindUsage;
+  /** Throws a StoreError when a write could not be made now (read-only file, locked, closed). */
+  checkWritable(): void;
   close(): void;
 }

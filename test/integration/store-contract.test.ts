@@ -129,6 +129,46 @@ function storeContract(name: string, build: () => Built): void {
       expect(store.counts()).toEqual({ prediction: 3, alert: 2, event: 1 });
     });
 
+    it("usage: records and body bytes by kind, and the oldest commit time", () => {
+      const { store } = make();
+      expect(store.kindUsage()).toEqual({
+        byKind: {
+          prediction: { records: 0, bytes: 0 },
+          alert: { records: 0, bytes: 0 },
+          event: { records: 0, bytes: 0 },
+        },
+        oldestCreatedMs: null,
+      });
+      const unicode: NewRecord = {
+        kind: "alert",
+        asset: "Pumpe Süd",
+        tsMs: 1,
+        data: { note: "Überdruck ✓" },
+      };
+      const stored = store.commit([rec("prediction", 1), rec("prediction", 2), rec("alert", 3), unicode]);
+      const bytes = (kind: RecordKind): number =>
+        stored
+          .filter((r) => r.kind === kind)
+          .reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r.data)), 0);
+      const u = store.kindUsage();
+      expect(u.byKind.prediction).toEqual({ records: 2, bytes: bytes("prediction") });
+      expect(u.byKind.alert).toEqual({ records: 2, bytes: bytes("alert") });
+      expect(u.byKind.event).toEqual({ records: 0, bytes: 0 });
+      expect(u.oldestCreatedMs).toBe(stored[0]?.createdMs);
+      // A failed commit changes nothing.
+      expect(() =>
+        store.commit([rec("event", 9, null), { ...rec("alert", 10), kind: "bogus" as RecordKind }]),
+      ).toThrow();
+      expect(store.kindUsage()).toEqual(u);
+    });
+
+    it("checkWritable passes on an open store and throws a StoreError once closed", () => {
+      const { store } = make();
+      expect(() => store.checkWritable()).not.toThrow();
+      store.close();
+      expect(() => store.checkWritable()).toThrow(StoreError);
+    });
+
     it("upserts alert state per (asset, model, rule) and reads it back", () => {
       const { store } = make();
       const a: AlertStateRow = {
@@ -481,6 +521,17 @@ describe("SqliteStore (durable)", () => {
   };
   afterEach(() => {
     for (const s of opened.splice(0)) s.close();
+  });
+
+  it("kind usage kept by writes equals usage counted afresh after reopening", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const first = openStore(file);
+    first.kindUsage(); // start the tally before the writes
+    first.commit([rec("prediction", 1), rec("event", 2, null)]);
+    first.commit([rec("alert", 3)]);
+    const kept = first.kindUsage();
+    first.close();
+    expect(openStore(file).kindUsage()).toEqual(kept);
   });
 
   it("never reuses a seq, even after the newest records are deleted", () => {
