@@ -89,8 +89,18 @@ export interface VigilConfig {
     graphOptimizationLevel: "disabled" | "basic" | "extended" | "all";
   };
   outputs: { predictionsQos: 0 | 1 | 2; alertsQos: 1 | 2; statusIntervalMs: number };
-  store: { path: string; synchronous: "full" | "normal" };
+  store: { path: string; synchronous: "full" | "normal"; integrityCheck: boolean };
+  storage: {
+    maxBytes: number;
+    minFreeBytes: number;
+    retentionMs: number;
+    maxAgeMs: number;
+    evictPredictions: "oldest" | "thin";
+    checkIntervalMs: number;
+  };
   sync: { destinations: DestinationConfig[] };
   http: { enabled: boolean; host: string; port: number; token: string; tokenFile: string };
+  service: { stopTimeoutMs: number; maxEventLoopDelayMs: number };
+  dashboard: { historyPoints: number };
   demo: { machines: number; sampleIntervalMs: number; meanLifeS: number; seed: number };
 }

@@ -4,9 +4,10 @@
  * Contract: `OrtBackend.createSession` loads a model file and returns a `ModelSession` whose
  * `run` is async and batch-shaped — one call takes `batch` inputs concatenated in one
  * Float32Array and returns every output tensor for the whole batch. Callers never see ORT
- * types. Today `run` executes on the calling thread (onnxruntime-node runs synchronously
- * inside its promise); the interface is what lets a worker pool replace it without changing
- * callers. Failures are `InferenceError`s (`retriable: false`: the same input fails again).
+ * types. Today `run` executes on the calling (main) thread: onnxruntime-node defers
+ * the call by one `setImmediate` and then runs it synchronously, so a timer around `run` also
+ * counts one turn of the event loop. The interface is what lets a worker pool replace it
+ * without changing callers. Failures are `InferenceError`s (`retriable: false`: the same input fails again).
  */
 
 import ort from "onnxruntime-node";

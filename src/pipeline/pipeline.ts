@@ -43,6 +43,7 @@ import { TimeWindow, type TimeSample } from "../window/time-window.js";
 import { addWindowStats, newWindowStats, type EmittedWindow, type WindowStats } from "../window/types.js";
 import {
   ModelRunner,
+  type BatchObserver,
   type PendingWindow,
   type RecordSink,
   type RunnerCounters,
@@ -62,6 +63,8 @@ export interface PipelineOptions {
   /** Windows waiting per model before the oldest is dropped. */
   maxQueuedWindows: number;
   rejectLogIntervalMs: number;
+  /** Told about every inference call (metrics). */
+  observer?: BatchObserver;
 }
 
 interface ServedModel {
@@ -176,6 +179,8 @@ export class Pipeline {
         gatewayId: this.options.gatewayId,
         maxBatch: this.options.maxBatch,
         maxQueued: this.options.maxQueuedWindows,
+        // Metrics count what serves; a shadow's batches are the trial's business.
+        ...(this.options.observer && !shadow ? { observer: this.options.observer } : {}),
         shadow,
       },
       this.log.child({ model: model.key, ...(shadow ? { shadow: true } : {}) }),
@@ -524,7 +529,13 @@ export class Pipeline {
     this.rejectLog.flush();
   }
 
-  activeAlerts(): { model: string; asset: string; rule: string; since: number | undefined }[] {
+  activeAlerts(): {
+    model: string;
+    asset: string;
+    rule: string;
+    severity: string;
+    since: number | undefined;
+  }[] {
     return [...this.served.values()].flatMap((m) =>
       m.runner.activeAlerts().map((a) => ({ model: m.model.manifest.name, ...a })),
     );

@@ -8,10 +8,12 @@
  * of an asset come out in the order its windows were emitted. For each batch, in order:
  * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
  * every prediction and alert event, and the new rule states, committed to the store in ONE
- * transaction; then the stored records handed to the sink (publish). Nothing reaches the sink
- * that is not committed. Overload: at most `maxQueued` windows wait; beyond that the oldest
- * waiting window is dropped and counted (`overload`). Failures (inference, store) are
- * counted and logged with the batch's windows lost; they never stop later batches.
+ * transaction; then the stored records handed to the sink (publish). A batch whose commit
+ * fails (disk full, I/O error) goes to the sink's `uncommitted` instead: published locally
+ * without a seq and counted in the data-loss ledger, since it will never reach the cloud.
+ * Overload: at most `maxQueued` windows wait; beyond that the oldest waiting window is
+ * dropped and counted (`overload`). Failures (inference, store) are counted and logged;
+ * they never stop later batches.
  * Monitors (model updates: probation, shadow trials) see every batch's decoded outputs and
  * latency, or its inference failure, before the commit; a monitor that throws is logged and
  * ignored. A *shadow* runner (`options.shadow`) stops there: it evaluates no alert rules,
@@ -37,6 +39,8 @@ export interface PendingWindow {
 /** Receives committed records, in commit order. Must not throw (it is told about failures by itself). */
 export interface RecordSink {
   publish(records: readonly StoredRecord[]): void;
+  /** Records whose commit failed with `err` (they have no id or seq yet). Must not throw. */
+  uncommitted?(records: readonly NewRecord[], err: unknown): void;
 }
 
 export interface RunnerCounters {
@@ -48,18 +52,18 @@ export interface RunnerCounters {
   alertsCleared: Record<string, number>;
   inferenceErrors: number;
   storeErrors: number;
+  /** Windows lost with a failed batch (inference error, store error). */
+  windowsLostInference: number;
+  windowsLostStore: number;
   overload: number;
   nonFiniteOutputs: number;
   inferenceMsTotal: number;
   lastInferenceMs: number;
 }
 
-export interface RunnerOptions {
-  gatewayId: string;
-  maxBatch: number;
-  maxQueued: number;
-  /** A candidate beside the serving version: outputs go to monitors only (see header). */
-  shadow?: boolean;
+/** Told about every inference call (metrics: latency and batch-size histograms). Must not throw. */
+export interface BatchObserver {
+  batch(model: string, size: number, inferenceMs: number): void;
 }
 
 /** Watches a runner's batches (model-update probation and shadow trials). Must be cheap. */
@@ -72,8 +76,9 @@ export interface RunnerMonitor {
   failed(items: readonly PendingWindow[], err: unknown): void;
 }
 
-export class ModelRunner {
-  readonly counters: RunnerCounters = {
+/** Counters of a runner that has done nothing yet. */
+export function newRunnerCounters(): RunnerCounters {
+  return {
     windowsQueued: 0,
     batches: 0,
     batchItems: 0,
@@ -82,11 +87,27 @@ export class ModelRunner {
     alertsCleared: {},
     inferenceErrors: 0,
     storeErrors: 0,
+    windowsLostInference: 0,
+    windowsLostStore: 0,
     overload: 0,
     nonFiniteOutputs: 0,
     inferenceMsTotal: 0,
     lastInferenceMs: 0,
   };
+}
+
+export interface RunnerOptions {
+  gatewayId: string;
+  maxBatch: number;
+  maxQueued: number;
+  observer?: BatchObserver;
+  /** A candidate beside the serving version: outputs go to monitors only (see header). */
+  shadow?: boolean;
+}
+
+export class ModelRunner {
+  readonly counters: RunnerCounters = newRunnerCounters();
+
   private queue: PendingWindow[] = [];
   private scheduled = false;
   private pumping = false;
@@ -121,10 +142,13 @@ export class ModelRunner {
   }
 
   /** Raised alerts right now, for status. */
-  activeAlerts(): { asset: string; rule: string; since: number | undefined }[] {
-    const out: { asset: string; rule: string; since: number | undefined }[] = [];
+  activeAlerts(): { asset: string; rule: string; severity: string; since: number | undefined }[] {
+    const severity = new Map(this.model.manifest.alerts.map((r) => [r.id, r.severity]));
+    const out: { asset: string; rule: string; severity: string; since: number | undefined }[] = [];
     for (const [asset, rules] of this.ruleStates)
-      for (const [rule, st] of rules) if (st.raised) out.push({ asset, rule, since: st.raisedAtMs });
+      for (const [rule, st] of rules)
+        if (st.raised)
+          out.push({ asset, rule, severity: severity.get(rule) ?? "unknown", since: st.raisedAtMs });
     return out;
   }
 
@@ -213,6 +237,7 @@ export class ModelRunner {
       decoded = decodeOutputs(manifest.outputs, tensors, items.length);
     } catch (err) {
       this.counters.inferenceErrors++;
+      this.counters.windowsLostInference += items.length;
       this.log.error(
         { model: this.model.key, batch: items.length, err: errorMessage(err), shadow: this.options.shadow },
         "inference failed; batch dropped",
@@ -232,6 +257,7 @@ export class ModelRunner {
       this.counters.predictions += items.length;
       return;
     }
+    this.options.observer?.batch(this.model.key, items.length, elapsedMs);
 
     const records: NewRecord[] = [];
     const stateUpdates = new Map<string, AlertStateRow>();
@@ -302,10 +328,12 @@ export class ModelRunner {
       stored = this.store.commit(records, [...stateUpdates.values()]);
     } catch (err) {
       this.counters.storeErrors++;
+      this.counters.windowsLostStore += items.length;
       this.log.error(
         { model: this.model.key, records: records.length, err: errorMessage(err) },
-        "store commit failed; these predictions are not published",
+        "store commit failed; published locally only, counted in the data-loss ledger",
       );
+      this.sink.uncommitted?.(records, err);
       return;
     }
     this.counters.predictions += items.length;

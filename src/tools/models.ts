@@ -294,3 +294,82 @@ function findPackageDirsSync(root: string, depth = 3): string[] {
     .filter((e) => e.isDirectory() && !e.name.startsWith("."))
     .flatMap((e) => findPackageDirsSync(path.join(root, e.name), depth - 1));
 }
+
+/** A wrong command line (the CLI answers it with exit code 2 and the usage). */
+export class ModelsUsageError extends Error {}
+
+export const MODELS_USAGE = [
+  "vigil models keygen --out DIR [--name NAME]     Ed25519 key pair: NAME.key (secret), NAME.pub (trusted key)",
+  "       vigil models sign DIR --key KEY.key             write DIR/manifest.sig",
+  "       vigil models verify PKG [--key PUB]... [--config FILE] [--no-onnx]   check a folder or .tgz; say what fails",
+  "       vigil models pack DIR --out PKG.tgz             package for deployment; prints its sha256 and size",
+  "       vigil models install PKG.tgz [--config FILE] [--allow-downgrade]   offline install, same checks as OTA",
+].join("\n");
+
+/**
+ * `vigil models <sub> ...`: runs one subcommand, prints its lines, returns the exit code (0, or
+ * 1 with a one-line reason naming the subcommand on stderr). Usage mistakes throw
+ * `ModelsUsageError`; configuration errors throw the loader's `ConfigError`.
+ */
+export async function runModels(
+  values: Record<string, unknown>,
+  positionals: readonly string[],
+  loadConfig: (options: { file?: string }) => VigilConfig,
+): Promise<number> {
+  const [sub, target, ...extra] = positionals;
+  if (extra.length > 0) throw new ModelsUsageError(`unexpected arguments: ${extra.join(" ")}`);
+  const str = (name: string): string | undefined => {
+    const v = values[name];
+    return typeof v === "string" && v !== "" ? v : undefined;
+  };
+  const need = (what: string, v: string | undefined): string => {
+    if (v === undefined) throw new ModelsUsageError(`vigil models ${sub ?? ""} needs ${what}`);
+    return v;
+  };
+  const keys = Array.isArray(values.key) ? (values.key as string[]) : [];
+  const configFile = str("config");
+  let out: ToolOutput;
+  try {
+    switch (sub) {
+      case "keygen":
+        out = keygen(need("--out DIR", str("out")), str("name"));
+        break;
+      case "sign":
+        if (keys.length !== 1) throw new ModelsUsageError("--key KEY.key is required once");
+        out = await sign(need("a package folder", target), keys[0] as string);
+        break;
+      case "verify":
+        out = await verify(need("a package folder or .tgz", target), {
+          keyFiles: keys,
+          ...(configFile ? { config: loadConfig({ file: configFile }) } : {}),
+          noOnnx: values["no-onnx"] === true,
+        });
+        break;
+      case "pack":
+        out = await pack(need("a package folder", target), need("--out PKG.tgz", str("out")));
+        break;
+      case "install":
+        out = await install(
+          need("a .tgz package", target),
+          loadConfig(configFile ? { file: configFile } : {}),
+          values["allow-downgrade"] === true,
+        );
+        break;
+      default:
+        throw new ModelsUsageError(
+          `unknown models command "${sub ?? ""}" (keygen, sign, verify, pack, install)`,
+        );
+    }
+  } catch (err) {
+    if (err instanceof ModelsUsageError || (err as { code?: string }).code === "CONFIG_INVALID") throw err;
+    const code = err instanceof VigilError ? ` [${err.code}]` : "";
+    process.stderr.write(`vigil models ${sub ?? ""}: ${errorMessage(err).split("\n")[0] ?? ""}${code}\n`);
+    return 1;
+  }
+  process.stdout.write(`${out.lines.join("\n")}\n`);
+  if (!out.ok) {
+    process.stderr.write(`vigil models ${sub ?? ""}: ${out.reason ?? "failed"}\n`);
+    return 1;
+  }
+  return 0;
+}

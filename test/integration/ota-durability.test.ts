@@ -22,10 +22,13 @@ import {
   type SessionOptions,
 } from "../../src/inference/ort.js";
 import type { OtaStatus } from "../../src/models/ota/updater.js";
-import type { Collector } from "../support/harness.js";
+import { EmbeddedBroker } from "../../src/broker/embedded.js";
+import { silentLogger } from "../../src/system/logger.js";
+import { Collector } from "../support/harness.js";
 import { modelsDir, tempDir, testConfig } from "../support/harness.js";
 import {
   BASE,
+  GW,
   PackageServer,
   ROOT,
   buildPackage,
@@ -221,7 +224,11 @@ describe("OTA durability", () => {
   it("an installed package changed on disk is refused at start; an update interrupted too often is abandoned and reported", async () => {
     const dataDir = tempDir();
     const shipped = modelsDir([BASE]);
-    const first = await boot(config(dataDir, shipped));
+    // A plant broker of its own, so that a subscriber is there before the gateway starts.
+    const plant = new EmbeddedBroker({ host: "127.0.0.1", port: 0 }, silentLogger());
+    await plant.start();
+    const onPlant = { "mqtt.embeddedBroker.enabled": false, "mqtt.url": plant.url() };
+    const first = await boot(config(dataDir, shipped, onPlant));
     const url = server.serve("/tamper.tgz", { bytes: v110.bytes });
     expect(
       await request(first.col, "models/deploy", { transaction: "d-t", url, sha256: v110.sha256 }),
@@ -240,21 +247,76 @@ describe("OTA durability", () => {
     };
     fs.writeFileSync(stateFile, JSON.stringify(state));
 
-    const second = await boot(config(dataDir, shipped));
+    const watcher = await Collector.connect(plant.url(), [`${ROOT}/response/#`]);
+    const second = await boot(config(dataDir, shipped, onPlant));
     const status = await list(second.col);
     expect(status.models[0]?.active).toBe("1.0.0");
     expect(status.models[0]?.installed.find((v) => v.version === "1.1.0")).toMatchObject({ state: "failed" });
     expect(status.models[0]?.installed.find((v) => v.version === "1.1.0")?.error).toMatch(
       /model\.onnx has SHA-256/,
     );
-    await second.col.waitFor(() => second.col.on(`${ROOT}/response/models/deploy`).length > 0);
-    expect(second.col.on(`${ROOT}/response/models/deploy`)[0]?.json()).toMatchObject({
+    await watcher.waitForCount(`${ROOT}/response/models/deploy`, 1);
+    expect(watcher.on(`${ROOT}/response/models/deploy`)[0]?.json()).toMatchObject({
       transaction: "d-crashy",
       status: "error",
       code: "OTA_INTERRUPTED",
       error: expect.stringMatching(/interrupted by 4 restarts \(last at stage verify\); abandoned/) as string,
     });
     expect(status.lastUpdate).toMatchObject({ transaction: "d-crashy", result: "error" });
+    await watcher.close();
+    await stopLast();
+    await plant.stop();
+  });
+
+  it("the cloud MQTT destination takes the same requests and gets the answers and events", async () => {
+    const cloud = new EmbeddedBroker({ host: "127.0.0.1", port: 0 }, silentLogger());
+    await cloud.start();
+    try {
+      const { col, stream } = await boot(
+        config(tempDir(), modelsDir([BASE]), {
+          "sync.destinations": [{ type: "mqtt", url: cloud.url(), topicPrefix: "fleet/eu" }],
+        }),
+      );
+      const ops = await Collector.connect(cloud.url(), [
+        `fleet/eu/${GW}/response/#`,
+        `fleet/eu/${GW}/models/events`,
+      ]);
+      try {
+        const url = server.serve("/cloud.tgz", { bytes: v110.bytes });
+        const answered = ops.waitFor(
+          (ms) => ms.some((m) => m.topic === `fleet/eu/${GW}/response/models/deploy`),
+          15_000,
+          "the answer on the cloud broker",
+        );
+        // The cloud connection subscribes once it is up: repeat the request until it is heard.
+        const body = { transaction: "d-cloud", url, sha256: v110.sha256, size: v110.size };
+        let heard = false;
+        void answered.then(() => (heard = true));
+        while (!heard) {
+          await ops.publish(`fleet/eu/${GW}/request/models/deploy`, body);
+          await Promise.race([answered, new Promise((r) => setTimeout(r, 100))]);
+        }
+        const reply = ops.on(`fleet/eu/${GW}/response/models/deploy`)[0]?.json();
+        expect(reply).toMatchObject({
+          transaction: "d-cloud",
+          status: "ok",
+          data: { version: "1.1.0", state: "active" },
+        });
+        expect(
+          ops.on(`fleet/eu/${GW}/models/events`).map((m) => m.json<{ stage: string }>().stage),
+        ).toContain("activated");
+        // The answer goes where the request came from; the plant sees the progress only.
+        expect(col.on(`${ROOT}/response/models/deploy`)).toEqual([]);
+        expect((await waitForEvent(col, "activated", "d-cloud")).version).toBe("1.1.0");
+        await stream.send(4);
+        expect((await stream.allWindows()).at(-1)?.modelVersion).toBe("1.1.0");
+      } finally {
+        await ops.close();
+      }
+    } finally {
+      await stopLast();
+      await cloud.stop();
+    }
   });
 
   it("a version far slower than its self-test is rolled back in probation", async () => {

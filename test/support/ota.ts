@@ -478,15 +478,21 @@ export interface OtaGateway {
 }
 
 /**
- * A gateway (optionally on another inference backend) with a collector on its status,
+ * A gateway (optionally on another inference backend; on its embedded broker, or on the one
+ * `mqtt.url` names when the embedded broker is off) with a collector on its status,
  * predictions, answers and model events, online, and an asset "m1" that has sent 6 rows.
  */
 export async function startOtaGateway(config: VigilConfig, backend?: InferenceBackend): Promise<OtaGateway> {
   let running: RunningGateway;
-  if (backend) {
-    const gateway = new Gateway(config, silentLogger(), { backend });
+  if (backend || !config.mqtt.embeddedBroker.enabled) {
+    const gateway = new Gateway(config, silentLogger(), backend ? { backend } : {});
     await gateway.start();
-    running = { gateway, config, brokerUrl: gateway.brokerUrl() ?? "", stop: () => gateway.stop() };
+    running = {
+      gateway,
+      config,
+      brokerUrl: gateway.brokerUrl() ?? config.mqtt.url,
+      stop: () => gateway.stop(),
+    };
   } else {
     running = await startGateway(config);
   }
