@@ -13,7 +13,7 @@
 
 import type { RecordSink } from "../pipeline/runner.js";
 import type { Logger } from "../system/logger.js";
-import type { StoredRecord } from "../store/types.js";
+import type { NewRecord, StoredRecord } from "../store/types.js";
 
 export type FeedValue = number | string | null | FeedValue[];
 
@@ -121,6 +121,11 @@ export class LiveFeed implements RecordSink {
   ) {
     this.maxAlertEvents = options.maxAlertEvents ?? 200;
     this.maxAssets = options.maxAssets ?? 10_000;
+  }
+
+  /** Records the store could not commit still go out locally (see RecordSink.uncommitted). */
+  uncommitted(records: readonly NewRecord[], err: unknown): void {
+    this.next.uncommitted?.(records, err);
   }
 
   publish(records: readonly StoredRecord[]): void {

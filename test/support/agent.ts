@@ -98,11 +98,26 @@ export function agentSetup(
   return { gatewayId, dir, dataDir: data, configFile };
 }
 
-/** Starts the agent; resolves once it logged "gateway started". */
+/**
+ * Starts the agent; resolves once it logged "gateway started" AND published a live `online`
+ * status. The gateway sends its SUBSCRIBE before that status on the same connection, so once
+ * the status is seen, readings published from then on reach it.
+ */
 export async function startAgent(setup: AgentSetup): Promise<CliProcess> {
-  const proc = spawnCli(["run", "--config", setup.configFile]);
-  await proc.waitForLog("gateway started", 20_000);
-  return proc;
+  const config = JSON.parse(fs.readFileSync(setup.configFile, "utf8")) as { mqtt: { url: string } };
+  const status = await Collector.connect(config.mqtt.url, [`vigil/${setup.gatewayId}/status`]);
+  try {
+    const proc = spawnCli(["run", "--config", setup.configFile]);
+    await proc.waitForLog("gateway started", 20_000);
+    await status.waitFor(
+      (ms) => ms.some((m) => !m.retain && m.json<{ state?: string }>().state === "online"),
+      20_000,
+      "a live online status",
+    );
+    return proc;
+  } finally {
+    await status.close();
+  }
 }
 
 export interface Published {
