@@ -288,7 +288,8 @@ describe("OTA durability", () => {
           15_000,
           "the answer on the cloud broker",
         );
-        // The cloud connection subscribes once it is up: repeat the request until it is heard.
+        // The cloud connection subscribes once it is up: repeat the request until it is heard
+        // (the same transaction is one deploy, however often it arrives).
         const body = { transaction: "d-cloud", url, sha256: v110.sha256, size: v110.size };
         let heard = false;
         void answered.then(() => (heard = true));

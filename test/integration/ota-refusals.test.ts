@@ -20,6 +20,7 @@ import type { RowStream } from "../support/ota.js";
 import {
   BASE,
   PackageServer,
+  ROOT,
   buildPackage,
   craftTgz,
   entriesOf,
@@ -279,6 +280,20 @@ describe("OTA refusals: the running version keeps serving every window", () => {
       "OTA_DUPLICATE",
       /count-ntc-zscore@1\.0\.0 is already the active version/,
     );
+    // The same request again (a QoS 1 redelivery, an operator's retry): the same answer, no second run.
+    const first = col
+      .on(`${ROOT}/response/models/deploy`)
+      .filter((m) => m.json().transaction === "t-duplicate");
+    const url = server.url("/t-duplicate.tgz");
+    const again = await request(col, "models/deploy", {
+      transaction: "t-duplicate",
+      url,
+      sha256: pkg.sha256,
+      size: pkg.size,
+    });
+    expect(again).toEqual(first[0]?.json());
+    expect(events(col, "t-duplicate").filter((e) => e.stage === "accepted")).toHaveLength(1);
+    expect(server.count("/t-duplicate.tgz")).toBe(1);
     await expectOldServesWithoutGap();
   });
 

@@ -145,6 +145,9 @@ interface RunningProbation {
   failedWindows: PendingWindow[];
 }
 
+/** Deploy answers remembered for repeated requests. */
+const MAX_REMEMBERED_ANSWERS = 100;
+
 /** Failed windows kept per probation for a replay after rollback. */
 const MAX_REPLAY_WINDOWS = 10_000;
 
@@ -166,6 +169,8 @@ export class ModelUpdater {
   private job: Job | undefined;
   private readonly trials = new Map<string, RunningTrial>();
   private readonly probations = new Map<string, RunningProbation>();
+  /** Final answers of recent deploys by transaction: a repeated request gets the same answer. */
+  private readonly answers = new Map<string, object>();
   private stopping = false;
 
   constructor(
@@ -282,7 +287,7 @@ export class ModelUpdater {
       if (pending.stage === "activated" || pending.stage === "trial") {
         // The update had reached its end before the restart; only the answer may be missing.
         const active = this.deps.registry.get(this.state.lastUpdate?.name ?? "");
-        this.reply(pending.source, "models/deploy", {
+        this.answerDeploy(pending.source, {
           transaction: pending.transaction,
           status: OK,
           data: {
@@ -297,7 +302,7 @@ export class ModelUpdater {
       } else if (pending.resumes >= this.config.maxResumes) {
         const error = `interrupted by ${pending.resumes + 1} restarts (last at stage ${pending.stage}); abandoned. The previous version serves.`;
         this.event(pending.transaction, null, null, "failed", error);
-        this.reply(pending.source, "models/deploy", {
+        this.answerDeploy(pending.source, {
           transaction: pending.transaction,
           status: "error",
           error,
@@ -483,8 +488,28 @@ export class ModelUpdater {
   // ---------------------------------------------------------------------------------------
   // Deploy
 
+  /** Answers a deploy for good (and remembers the answer for a repeated request). */
+  private answerDeploy(source: string, body: { transaction: string; [k: string]: unknown }): void {
+    this.answers.set(body.transaction, body);
+    if (this.answers.size > MAX_REMEMBERED_ANSWERS) {
+      const oldest = this.answers.keys().next().value;
+      if (oldest !== undefined) this.answers.delete(oldest);
+    }
+    this.reply(source, "models/deploy", body);
+  }
+
   private deploy(request: DeployRequest, source: string): void {
     const job = this.job;
+    // MQTT delivers at least once, and operators retry: the same transaction is one deploy.
+    if (job?.transaction === request.transaction) {
+      this.log.debug({ transaction: request.transaction }, "deploy repeated while it runs; ignored");
+      return;
+    }
+    const answered = this.answers.get(request.transaction);
+    if (answered) {
+      this.reply(source, "models/deploy", answered);
+      return;
+    }
     if (job) {
       const error = `busy: update ${job.transaction}${job.name ? ` (${job.name}${job.version ? `@${job.version}` : ""})` : ""} is at stage ${job.stage}; wait for its answer or cancel it (request/models/cancel)`;
       this.event(request.transaction, null, null, "refused", error, { code: "OTA_BUSY" });
@@ -607,7 +632,7 @@ export class ModelUpdater {
         this.setLast({ transaction: job.transaction, action: "deploy", name, version, result: "trial" });
         if (this.state.pending) this.state.pending.stage = "trial";
         this.save();
-        this.reply(job.source, "models/deploy", {
+        this.answerDeploy(job.source, {
           transaction: job.transaction,
           status: OK,
           data: { name, version, state: "trial", active: active.manifest.version, trial: wanted },
@@ -629,7 +654,7 @@ export class ModelUpdater {
           rollback: false,
         });
         this.event(job.transaction, name, version, "activated", describeSwap(report), { swap: report });
-        this.reply(job.source, "models/deploy", {
+        this.answerDeploy(job.source, {
           transaction: job.transaction,
           status: OK,
           data: { name, version, state: "active", previous: report.from, windows: report.windows },
@@ -683,7 +708,7 @@ export class ModelUpdater {
       });
       this.state.pending = null;
       this.save();
-      this.reply(job.source, "models/deploy", {
+      this.answerDeploy(job.source, {
         transaction: job.transaction,
         status: "error",
         error: message,
