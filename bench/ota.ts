@@ -14,10 +14,6 @@
 import os from "node:os";
 import { OrtBackend } from "../src/inference/ort.js";
 import { loadPackage } from "../src/models/package.js";
-import { Pipeline } from "../src/pipeline/pipeline.js";
-import { systemClock } from "../src/system/clock.js";
-import { silentLogger } from "../src/system/logger.js";
-import { MemoryStore } from "../src/store/memory.js";
 import { InputBuilder } from "../src/window/preprocess.js";
 import { FIXTURES, modelsDir, testConfig } from "../test/support/harness.js";
 import {
@@ -26,6 +22,7 @@ import {
   buildPackage,
   makeKeys,
   request,
+  standalonePipeline,
   startOtaGateway,
 } from "../test/support/ota.js";
 
@@ -34,32 +31,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 async function swapTiming(assets: number): Promise<{ swapMs: number; ceilingMs: number }> {
   const session = { executionProviders: "auto", intraOpThreads: 1, graphOptimizationLevel: "all" } as const;
   const v1 = await loadPackage(`${FIXTURES}/${BASE}`, new OrtBackend(), session);
-  const pipeline = new Pipeline(
-    {
-      gatewayId: "b",
-      ownTopicRoot: "vigil/b",
-      subscriptions: [{ topic: "p/{asset}/{signal}", format: "json", qos: 0 }],
-      limits: {
-        maxPayloadBytes: 1e6,
-        maxBatchItems: 1e6,
-        maxAssets: 0,
-        maxSignalsPerAsset: 0,
-        maxReadingsPerSecond: 0,
-        maxReadingsPerSecondPerAsset: 0,
-        maxFutureMs: 0,
-      },
-      window: { allowedLatenessMs: 0, maxCatchUpWindows: 1000, maxPendingRows: 64 },
-      bindings: [],
-      maxBatch: 64,
-      maxQueuedWindows: 1e7,
-      rejectLogIntervalMs: 60_000,
-    },
-    [v1],
-    new MemoryStore(),
-    { publish: () => undefined },
-    systemClock,
-    silentLogger(),
-  );
+  const pipeline = standalonePipeline([v1], () => undefined);
   for (let a = 0; a < assets; a++)
     for (let r = 0; r < 3; r++)
       pipeline.handleReadings(

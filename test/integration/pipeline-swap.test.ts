@@ -11,13 +11,10 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { OrtBackend } from "../../src/inference/ort.js";
 import { loadPackage, type LoadedModel, type OutputValue } from "../../src/models/package.js";
-import { Pipeline } from "../../src/pipeline/pipeline.js";
+import type { Pipeline } from "../../src/pipeline/pipeline.js";
 import type { PendingWindow } from "../../src/pipeline/runner.js";
-import { systemClock } from "../../src/system/clock.js";
-import { silentLogger } from "../../src/system/logger.js";
-import { MemoryStore } from "../../src/store/memory.js";
-import type { StoredRecord } from "../../src/store/types.js";
 import { FIXTURES, tempDir } from "../support/harness.js";
+import { standalonePipeline } from "../support/ota.js";
 
 const NAME = "time-ntc-previous";
 const SESSION = { executionProviders: "auto", intraOpThreads: 1, graphOptimizationLevel: "all" } as const;
@@ -45,39 +42,12 @@ function pipelineWith(model: LoadedModel): {
   published: { version: string; start: number; end: number }[];
 } {
   const published: { version: string; start: number; end: number }[] = [];
-  const pipeline = new Pipeline(
-    {
-      gatewayId: "t",
-      ownTopicRoot: "vigil/t",
-      subscriptions: [{ topic: "p/{asset}/{signal}", format: "json", qos: 0 }],
-      limits: {
-        maxPayloadBytes: 1e6,
-        maxBatchItems: 1e6,
-        maxAssets: 0,
-        maxSignalsPerAsset: 0,
-        maxReadingsPerSecond: 0,
-        maxReadingsPerSecondPerAsset: 0,
-        maxFutureMs: 0,
-      },
-      window: { allowedLatenessMs: 0, maxCatchUpWindows: 1000, maxPendingRows: 64 },
-      bindings: [],
-      maxBatch: 64,
-      maxQueuedWindows: 1e6,
-      rejectLogIntervalMs: 10_000,
-    },
-    [model],
-    new MemoryStore(),
-    {
-      publish(records: readonly StoredRecord[]) {
-        for (const r of records) {
-          const d = r.data as { modelVersion: string; windowStart: number; windowEnd: number };
-          published.push({ version: d.modelVersion, start: d.windowStart, end: d.windowEnd });
-        }
-      },
-    },
-    systemClock,
-    silentLogger(),
-  );
+  const pipeline = standalonePipeline([model], (records) => {
+    for (const r of records) {
+      const d = r.data as { modelVersion: string; windowStart: number; windowEnd: number };
+      published.push({ version: d.modelVersion, start: d.windowStart, end: d.windowEnd });
+    }
+  });
   return { pipeline, published };
 }
 

@@ -19,7 +19,12 @@ import { GraphBuilder, addDense, attr } from "../../tools/onnx/writer.js";
 import type { VigilConfig } from "../../src/config/types.js";
 import { Gateway } from "../../src/gateway.js";
 import type { InferenceBackend } from "../../src/inference/ort.js";
+import type { LoadedModel } from "../../src/models/package.js";
+import { Pipeline } from "../../src/pipeline/pipeline.js";
+import { systemClock } from "../../src/system/clock.js";
 import { silentLogger } from "../../src/system/logger.js";
+import { MemoryStore } from "../../src/store/memory.js";
+import type { StoredRecord } from "../../src/store/types.js";
 import { Collector, FIXTURES, startGateway, tempDir, type RunningGateway } from "./harness.js";
 
 export interface KeyPairFiles {
@@ -514,4 +519,40 @@ export async function startOtaGateway(config: VigilConfig, backend?: InferenceBa
       await running.stop();
     },
   };
+}
+
+/**
+ * A pipeline without MQTT (readings fed with `handleReadings`): limits off, an in-memory
+ * store, committed records to `publish`. For swap tests and the OTA benchmark.
+ */
+export function standalonePipeline(
+  models: readonly LoadedModel[],
+  publish: (records: readonly StoredRecord[]) => void,
+): Pipeline {
+  return new Pipeline(
+    {
+      gatewayId: "t",
+      ownTopicRoot: "vigil/t",
+      subscriptions: [{ topic: "p/{asset}/{signal}", format: "json", qos: 0 }],
+      limits: {
+        maxPayloadBytes: 1e6,
+        maxBatchItems: 1e6,
+        maxAssets: 0,
+        maxSignalsPerAsset: 0,
+        maxReadingsPerSecond: 0,
+        maxReadingsPerSecondPerAsset: 0,
+        maxFutureMs: 0,
+      },
+      window: { allowedLatenessMs: 0, maxCatchUpWindows: 1000, maxPendingRows: 64 },
+      bindings: [],
+      maxBatch: 64,
+      maxQueuedWindows: 1e7,
+      rejectLogIntervalMs: 60_000,
+    },
+    models,
+    new MemoryStore(),
+    { publish },
+    systemClock,
+    silentLogger(),
+  );
 }
