@@ -17,6 +17,7 @@ import { runBatch, type DataFormat } from "./tools/batch.js";
 import { ProgressBar } from "./tools/progress.js";
 import { runReplay } from "./tools/replay.js";
 import { DeadletterUsageError, runDeadletter } from "./sync/deadletter-cli.js";
+import { MODELS_USAGE, ModelsUsageError, runModels } from "./tools/models.js";
 
 const EXIT_OK = 0;
 const EXIT_FAIL = 1;
@@ -288,6 +289,26 @@ const commands: Record<string, Command> = {
         throw err;
       }
       return EXIT_OK;
+    },
+  },
+  models: {
+    summary: "model packages: keygen, sign, verify, pack, install (docs/ota.md)",
+    usage: MODELS_USAGE,
+    options: {
+      out: { type: "string" },
+      name: { type: "string" },
+      key: { type: "string", multiple: true },
+      config: { type: "string", short: "c" },
+      "no-onnx": { type: "boolean" },
+      "allow-downgrade": { type: "boolean" },
+    },
+    async run(values, positionals) {
+      try {
+        return await runModels(values as Record<string, unknown>, positionals, loadConfig);
+      } catch (err) {
+        if (err instanceof ModelsUsageError) throw new UsageError(err.message);
+        throw err;
+      }
     },
   },
 };

@@ -13,6 +13,10 @@
  * already in flight (inference, commit, publish), publishes `{"state":"offline"}`, then closes
  * the API, the connection, the broker, the models and the store; it keeps going when a part
  * fails, and is safe to call twice.
+ * Model updates (src/models/ota/, docs/ota.md): the updater loads the shipped and installed
+ * packages in place of a plain registry scan, takes requests under `request/models/...` from
+ * the plant broker and from every MQTT sync destination (one `CommandSource` each), and swaps
+ * models in the running pipeline; it stops before the pipeline drains.
  */
 
 import fs from "node:fs";
@@ -28,6 +32,8 @@ import { errorMessage } from "./errors.js";
 import { MqttConnection } from "./ingest/mqtt-client.js";
 import { OrtBackend, type InferenceBackend } from "./inference/ort.js";
 import { ModelRegistry } from "./models/registry.js";
+import { MqttCommandSource } from "./models/ota/commands.js";
+import { ModelUpdater, updaterConfig, type OtaStatus } from "./models/ota/updater.js";
 import type { StatusPayload } from "./output/payloads.js";
 import { gatewayTopics, type GatewayTopics } from "./output/topics.js";
 import { Pipeline, type PipelineStats } from "./pipeline/pipeline.js";
@@ -115,6 +121,8 @@ export class Gateway {
   private housekeeper: Housekeeper | undefined;
   private sync: SyncService | undefined;
   private registry: ModelRegistry | undefined;
+  private updater: ModelUpdater | undefined;
+  private commands: MqttCommandSource | undefined;
   private broker: EmbeddedBroker | undefined;
   private connection: MqttConnection | undefined;
   private sink: MqttRecordSink | undefined;
@@ -185,16 +193,21 @@ export class Gateway {
     this.housekeeper.start();
     this.sync.start();
 
-    this.registry = new ModelRegistry(
-      this.backend,
-      {
-        executionProviders: c.inference.executionProviders,
-        intraOpThreads: c.inference.intraOpThreads,
-        graphOptimizationLevel: c.inference.graphOptimizationLevel,
-      },
-      this.log.child({ module: "models" }),
-    );
-    await this.registry.scan(c.models.dir);
+    const sessionOptions = {
+      executionProviders: c.inference.executionProviders,
+      intraOpThreads: c.inference.intraOpThreads,
+      graphOptimizationLevel: c.inference.graphOptimizationLevel,
+    };
+    this.registry = new ModelRegistry(this.backend, sessionOptions, this.log.child({ module: "models" }));
+    this.updater = new ModelUpdater(updaterConfig(c), {
+      registry: this.registry,
+      backend: this.backend,
+      sessionOptions,
+      clock: this.clock,
+      log: this.log.child({ module: "ota" }),
+      onChange: () => this.publishStatus(),
+    });
+    await this.updater.load(); // shipped and installed packages
 
     let url = c.mqtt.url;
     if (c.mqtt.embeddedBroker.enabled) {
@@ -225,7 +238,10 @@ export class Gateway {
           qos: 1,
         },
       },
-      (topic, payload) => this.pipeline?.handleMessage(topic, payload, this.clock.nowMs()),
+      (topic, payload) => {
+        if (this.commands?.deliver(topic, payload)) return;
+        this.pipeline?.handleMessage(topic, payload, this.clock.nowMs());
+      },
       this.log.child({ module: "mqtt" }),
     );
     this.sink = new MqttRecordSink(
@@ -278,6 +294,17 @@ export class Gateway {
     this.connection.onConnect(() => this.publishStatus());
     this.connection.start();
     this.connection.subscribe(this.pipeline.filters());
+    if (c.models.ota.enabled) {
+      this.commands = new MqttCommandSource(
+        "plant",
+        this.connection,
+        this.topics,
+        this.log.child({ module: "ota" }),
+      );
+      this.updater.attach(this.commands);
+      this.attachCloudCommands();
+    }
+    this.updater.start(this.pipeline);
 
     if (c.http.enabled) {
       this.api = new ApiServer(
@@ -330,6 +357,27 @@ export class Gateway {
       },
     ]);
     if (reset.lost) this.store?.addLosses(reset.lost);
+  }
+
+  /**
+   * Model-update requests from the cloud: each MQTT sync destination takes them under
+   * `<topicPrefix>/<gatewayId>/request/models/...` and answers there (docs/ota.md).
+   */
+  private attachCloudCommands(): void {
+    for (const d of this.sync?.mqttDestinations() ?? []) {
+      const connection = d.mqttConnection;
+      if (!connection || !this.updater) continue;
+      const source = new MqttCommandSource(
+        `cloud:${d.name}`,
+        connection,
+        gatewayTopics(d.topicPrefix, this.config.gatewayId),
+        this.log.child({ module: "ota", destination: d.name }),
+      );
+      d.onMessage = (topic, payload) => {
+        source.deliver(topic, payload);
+      };
+      this.updater.attach(source);
+    }
   }
 
   /** The embedded broker's URL, when one runs (tests, demo). */
@@ -437,7 +485,7 @@ export class Gateway {
     return total;
   }
 
-  status(): StatusPayload & StatusView {
+  status(): StatusPayload & StatusView & { ota?: OtaStatus } {
     const stats = this.pipeline?.stats();
     const usage = this.storeUsage();
     const ready = this.readiness();
@@ -499,6 +547,7 @@ export class Gateway {
           this.clock.nowMs(),
         ),
       },
+      ota: this.updater?.status(),
       alerts: this.pipeline?.activeAlerts() ?? [],
       dataLoss: dataLossLedger(stats, this.ledgerEntries()),
       counters: stats
@@ -543,6 +592,7 @@ export class Gateway {
     this.statusTimer = undefined;
     if (this.tickTimer) clearInterval(this.tickTimer);
     await step("unsubscribe", () => this.connection?.unsubscribeAll());
+    await step("model updates", () => this.updater?.stop());
     await step("pipeline", () => this.pipeline?.drain());
     await step("sync", () => this.sync?.stop());
     await step("housekeeper", () => this.housekeeper?.stop());

@@ -191,12 +191,12 @@ export const schema = {
       "models",
     ),
     trustedKeys: leaf(
-      "Paths of Ed25519 public keys (PEM, SPKI) allowed to sign packages (checked by over-the-air updates, which ship in a later release).",
+      "Paths of Ed25519 public keys (PEM, SPKI) allowed to sign packages installed over the air or with `vigil models install` (`vigil models keygen` makes a pair).",
       "string-array",
       [],
     ),
     requireSignature: leaf(
-      "Require a valid signature for packages installed over the air or with `vigil models install` (a later release). Packages in `models.dir` are trusted as shipped.",
+      "Require a `manifest.sig` that verifies with one of `models.trustedKeys` for packages installed over the air or with `vigil models install` (and check it again at every start). Packages in `models.dir` are trusted as shipped.",
       Boolean,
       true,
     ),
@@ -205,6 +205,79 @@ export const schema = {
       "bindings",
       [],
     ),
+    keepVersions: leaf(
+      "Previous versions of each model kept installed under `<dataDir>/models` beside the active one (for rollback); older installed versions are deleted. Shipped packages are never deleted.",
+      "nat",
+      3,
+    ),
+    ota: {
+      enabled: leaf(
+        "Accept model-update requests (`<baseTopic>/<gatewayId>/request/models/...` on the plant broker, and under the `topicPrefix` of every MQTT sync destination).",
+        Boolean,
+        true,
+      ),
+      maxResumes: leaf(
+        "How many times a restart takes an interrupted update up again before it is abandoned (and reported).",
+        "nat",
+        3,
+      ),
+      download: {
+        maxBytes: leaf(
+          "Largest package archive downloaded; a request's `size` lowers it.",
+          "positive-int",
+          268_435_456, // 256 MiB
+        ),
+        timeoutMs: leaf("Longest time one download attempt may take.", "positive-int", 600_000), // 10 minutes
+        idleTimeoutMs: leaf("Longest silence of the server during a download.", "positive-int", 30_000),
+        caFile: leaf("PEM file of extra CAs for https package URLs. Empty: system CAs.", String, ""),
+      },
+      extract: {
+        maxFiles: leaf("Most entries a package archive may hold.", "positive-int", 1_100),
+        maxBytes: leaf(
+          "Most bytes a package archive may expand to.",
+          "positive-int",
+          1_073_741_824, // 1 GiB
+        ),
+      },
+      retry: {
+        minDelayMs: leaf(
+          "First wait after a download failed for a reason that may pass (network, timeout, 408, 429, 5xx); doubles each time.",
+          "positive-int",
+          2_000,
+        ),
+        maxDelayMs: leaf("Longest wait between download attempts.", "positive-int", 300_000), // 5 minutes
+        giveUpAfterMs: leaf(
+          "Stop retrying a download after this long and answer with an error.",
+          "positive-int",
+          21_600_000, // 6 hours
+        ),
+      },
+      probation: {
+        windows: leaf(
+          "A newly active version is on probation for this many windows (or `durationMs`, whichever ends first).",
+          "positive-int",
+          100,
+        ),
+        durationMs: leaf("Longest probation.", "positive-int", 600_000), // 10 minutes
+        maxErrors: leaf(
+          "Windows lost to inference errors allowed in probation; one more rolls back.",
+          "nat",
+          0,
+        ),
+        maxNonFinite: leaf(
+          "Windows with a NaN or infinite output allowed in probation; one more rolls back.",
+          "nat",
+          0,
+        ),
+        latencyFactor: leaf(
+          "A batch is slow when it takes longer than this × the self-test time per window × its windows (and longer than `minLatencyMs`).",
+          "positive-number",
+          20,
+        ),
+        minLatencyMs: leaf("Batches faster than this are never slow.", "positive-int", 100),
+        slowBatches: leaf("Slow batches in a row that roll back.", "positive-int", 3),
+      },
+    },
   },
   inference: {
     executionProviders: leaf(

@@ -59,7 +59,29 @@ export interface VigilConfig {
     maxFutureMs: number;
   };
   window: { allowedLatenessMs: number; maxCatchUpWindows: number; maxPendingRows: number };
-  models: { dir: string; trustedKeys: string[]; requireSignature: boolean; bindings: BindingConfig[] };
+  models: {
+    dir: string;
+    trustedKeys: string[];
+    requireSignature: boolean;
+    bindings: BindingConfig[];
+    keepVersions: number;
+    ota: {
+      enabled: boolean;
+      maxResumes: number;
+      download: { maxBytes: number; timeoutMs: number; idleTimeoutMs: number; caFile: string };
+      extract: { maxFiles: number; maxBytes: number };
+      retry: { minDelayMs: number; maxDelayMs: number; giveUpAfterMs: number };
+      probation: {
+        windows: number;
+        durationMs: number;
+        maxErrors: number;
+        maxNonFinite: number;
+        latencyFactor: number;
+        minLatencyMs: number;
+        slowBatches: number;
+      };
+    };
+  };
   inference: {
     executionProviders: "auto" | string[];
     maxBatch: number;

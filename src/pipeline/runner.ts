@@ -2,8 +2,9 @@
  * One serving model's inference stage: windows in, committed and published records out.
  *
  * Contract: `enqueue` takes a preprocessed window; windows are batched (up to the model's
- * and the config's max batch) within one turn of the event loop, so a burst of messages
- * becomes one ONNX Runtime call. Batches of one model run one after another, so predictions
+ * and the config's max batch): those of one turn of the event loop, and, while a batch runs,
+ * all that arrive meanwhile, so a burst of messages becomes one ONNX Runtime call and a slow
+ * model catches up in full batches. Batches of one model run one after another, so predictions
  * of an asset come out in the order its windows were emitted. For each batch, in order:
  * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
  * every prediction and alert event, and the new rule states, committed to the store in ONE
@@ -13,6 +14,10 @@
  * Overload: at most `maxQueued` windows wait; beyond that the oldest waiting window is
  * dropped and counted (`overload`). Failures (inference, store) are counted and logged;
  * they never stop later batches.
+ * Monitors (model updates: probation, shadow trials) see every batch's decoded outputs and
+ * latency, or its inference failure, before the commit; a monitor that throws is logged and
+ * ignored. A *shadow* runner (`options.shadow`) stops there: it evaluates no alert rules,
+ * commits nothing and publishes nothing — its outputs reach its monitors only.
  */
 
 import type { RuleState } from "../alerts/rules.js";
@@ -61,6 +66,16 @@ export interface BatchObserver {
   batch(model: string, size: number, inferenceMs: number): void;
 }
 
+/** Watches a runner's batches (model-update probation and shadow trials). Must be cheap. */
+export interface RunnerMonitor {
+  batch(
+    items: readonly PendingWindow[],
+    outputs: readonly Record<string, OutputValue>[],
+    elapsedMs: number,
+  ): void;
+  failed(items: readonly PendingWindow[], err: unknown): void;
+}
+
 /** Counters of a runner that has done nothing yet. */
 export function newRunnerCounters(): RunnerCounters {
   return {
@@ -86,6 +101,8 @@ export interface RunnerOptions {
   maxBatch: number;
   maxQueued: number;
   observer?: BatchObserver;
+  /** A candidate beside the serving version: outputs go to monitors only (see header). */
+  shadow?: boolean;
 }
 
 export class ModelRunner {
@@ -93,10 +110,12 @@ export class ModelRunner {
 
   private queue: PendingWindow[] = [];
   private scheduled = false;
+  private pumping = false;
   private chain: Promise<void> = Promise.resolve();
   private readonly maxBatch: number;
   /** Rule states by `asset \0 rule`. */
   private readonly ruleStates = new Map<string, Map<string, RuleState>>();
+  readonly monitors = new Set<RunnerMonitor>();
 
   constructor(
     readonly model: LoadedModel,
@@ -157,9 +176,45 @@ export class ModelRunner {
   }
 
   private flush(): void {
-    while (this.queue.length > 0) {
-      const items = this.queue.splice(0, this.maxBatch);
-      this.chain = this.chain.then(() => this.runBatch(items));
+    if (this.pumping || this.queue.length === 0) return;
+    this.pumping = true;
+    this.chain = this.chain.then(() => this.pump());
+  }
+
+  /** Runs batches while windows wait; a batch takes what has queued up by the time it starts. */
+  private async pump(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const items = this.queue.splice(0, this.maxBatch);
+        await this.runBatch(items).catch((err: unknown) => {
+          this.log.error({ model: this.model.key, err: errorMessage(err) }, "batch failed; windows dropped");
+        });
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /**
+   * Batches of this runner start only after `previous` settles (a new version of a model waits
+   * for the old version's windows, so an asset's predictions stay in order across a swap).
+   */
+  startAfter(previous: Promise<unknown>): void {
+    this.chain = this.chain
+      .then(() => previous)
+      .then(
+        () => undefined,
+        () => undefined,
+      );
+  }
+
+  private notify(call: (m: RunnerMonitor) => void): void {
+    for (const m of this.monitors) {
+      try {
+        call(m);
+      } catch (err) {
+        this.log.error({ model: this.model.key, err: errorMessage(err) }, "runner monitor failed");
+      }
     }
   }
 
@@ -184,16 +239,24 @@ export class ModelRunner {
       this.counters.inferenceErrors++;
       this.counters.windowsLostInference += items.length;
       this.log.error(
-        { model: this.model.key, batch: items.length, err: errorMessage(err) },
+        { model: this.model.key, batch: items.length, err: errorMessage(err), shadow: this.options.shadow },
         "inference failed; batch dropped",
       );
+      this.notify((m) => m.failed(items, err));
       return;
     }
-    const elapsedMs = performance.now() - started;
+    const elapsedMs = session.lastRunMs ?? performance.now() - started;
     this.counters.batches++;
     this.counters.batchItems += items.length;
     this.counters.inferenceMsTotal += elapsedMs;
     this.counters.lastInferenceMs = elapsedMs;
+    this.notify((m) => m.batch(items, decoded, elapsedMs));
+    if (this.options.shadow === true) {
+      for (const outputs of decoded)
+        if (Object.values(outputs).some((v) => v === null)) this.counters.nonFiniteOutputs++;
+      this.counters.predictions += items.length;
+      return;
+    }
     this.options.observer?.batch(this.model.key, items.length, elapsedMs);
 
     const records: NewRecord[] = [];

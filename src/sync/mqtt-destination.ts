@@ -9,6 +9,8 @@
  * message of it; at most `maxInFlight` messages wait for their PUBACK at a time. Not connected,
  * a publish error, or acknowledgements missing after `timeoutMs`: retriable (the batch is sent
  * again; a receiver de-duplicates on `id`). A broker never rejects a record's content here.
+ * Messages arriving on this connection (model-update requests, when the gateway subscribes
+ * them through `mqttConnection`) go to `onMessage`; by default there are none.
  */
 
 import { errorMessage } from "../errors.js";
@@ -24,6 +26,8 @@ export class MqttDestination implements Destination {
   readonly type = "mqtt" as const;
   private connection: MqttConnection | undefined;
   private wireBytes = 0;
+  /** Incoming messages (the gateway routes model-update requests from the cloud here). */
+  onMessage: ((topic: string, payload: Buffer) => void) | undefined;
 
   constructor(
     private readonly spec: MqttDestinationSpec,
@@ -52,10 +56,19 @@ export class MqttDestination implements Destination {
         reconnect: { minDelayMs: s.backoff.minDelayMs, maxDelayMs: s.backoff.maxDelayMs },
         tls: s.tls,
       },
-      () => undefined,
+      (topic, payload) => this.onMessage?.(topic, payload),
       this.log,
     );
     this.connection.start();
+  }
+
+  /** The connection to the cloud broker, once started (to subscribe and answer requests on it). */
+  get mqttConnection(): MqttConnection | undefined {
+    return this.connection;
+  }
+
+  get topicPrefix(): string {
+    return this.spec.topicPrefix;
   }
 
   connected(): boolean {

@@ -41,6 +41,7 @@ export function dataLossEvent(gatewayId: string, losses: readonly Loss[], nowMs:
 
 export class SyncService {
   private readonly workers: SyncWorker[] = [];
+  private readonly mqtt: MqttDestination[] = [];
   private started = false;
   /** Set when a loss may have been counted; cleared once a report found nothing (cheap drain path). */
   private lossesMaybeUnreported = true;
@@ -68,6 +69,7 @@ export class SyncService {
         (spec.type === "http"
           ? new HttpDestination(spec, this.gatewayId)
           : new MqttDestination(spec, this.gatewayId, log));
+      if (destination instanceof MqttDestination) this.mqtt.push(destination);
       const worker = new SyncWorker(spec, destination, this.store, log, {
         onDelivered: () => {
           // Losses may also be counted elsewhere (dead letters, another process's
@@ -108,6 +110,11 @@ export class SyncService {
     }
   }
 
+  /** The MQTT destinations, started (the gateway takes model-update requests on them). */
+  mqttDestinations(): readonly MqttDestination[] {
+    return this.mqtt;
+  }
+
   status(): SyncStatus {
     return { destinations: this.workers.map((w) => w.status()) };
   }
@@ -121,5 +128,6 @@ export class SyncService {
       ),
     );
     this.workers.length = 0;
+    this.mqtt.length = 0;
   }
 }

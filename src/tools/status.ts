@@ -9,6 +9,8 @@
 
 import { VigilError, errorMessage } from "../errors.js";
 import type { StatusView } from "../api/status-view.js";
+import { otaStatusLines } from "../models/ota/status-text.js";
+import type { OtaStatus } from "../models/ota/updater.js";
 
 export interface FetchStatusOptions {
   url: string;
@@ -106,6 +108,9 @@ export function formatStatus(s: StatusView, nowMs: number): string {
       i === 0 ? "models" : "",
       `${m.name} ${m.version} ${m.state}${m.provider ? ` on ${m.provider}` : ""}${m.error ? ` — ${m.error}` : ""}`,
     ),
+  );
+  otaStatusLines((s as StatusView & { ota?: OtaStatus }).ota).forEach((line, i) =>
+    row(i === 0 ? "updates" : "", line),
   );
   if (s.store) {
     const d = s.store.depth;
