@@ -24,4 +24,30 @@ export default tseslint.config(
     files: ["eslint.config.js"],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The dashboard's browser script (served as is, no build step).
+    files: ["src/api/dashboard/**/*.js"],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      sourceType: "script",
+      parserOptions: { projectService: false },
+      globals: Object.fromEntries(
+        [
+          "window",
+          "document",
+          "location",
+          "history",
+          "sessionStorage",
+          "EventSource",
+          "fetch",
+          "requestAnimationFrame",
+          "setTimeout",
+          "clearTimeout",
+          "CSS",
+          "URLSearchParams",
+          "uPlot",
+        ].map((name) => [name, "readonly"]),
+      ),
+    },
+  },
 );

@@ -58,7 +58,7 @@ serve({
     return {
       brokerUrl: gateway.brokerUrl(),
       startMs,
-      status: gateway.status() as Record<string, unknown>,
+      status: gateway.status() as unknown as Record<string, unknown>,
       rssBytes: process.memoryUsage.rss(),
     };
   },
@@ -92,7 +92,7 @@ serve({
   },
   async stop(): Promise<{ stopMs: number; final: GatewayStats; status: Record<string, unknown> }> {
     const final = stats();
-    const status = (gateway?.status() ?? {}) as Record<string, unknown>;
+    const status = (gateway?.status() ?? {}) as unknown as Record<string, unknown>;
     const started = performance.now();
     await gateway?.stop();
     gateway = undefined;

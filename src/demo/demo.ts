@@ -105,6 +105,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
         "Vigil demo running. The model is SYNTHETIC (trained on simulated pumps; see models/pump-health/README.md).",
         `  watch everything:  mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/#' -v`,
         `  alerts only:       mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/alerts/#' -v`,
+        api ? `  dashboard:         http://${api.host}:${api.port}/` : "",
         api ? `  status:            curl http://${api.host}:${api.port}/api/status` : "",
         "  stop:              Ctrl-C",
       ]

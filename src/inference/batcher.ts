@@ -16,7 +16,8 @@
  * `maxQueued` items wait in all; beyond that the oldest waiting item of all is dropped
  * (`queue_full`). Items already dispatched are never dropped. Every drop is counted by reason.
  * `drain()` dispatches everything without waiting for `maxDelayMs` and resolves when all is
- * delivered. Timers are the global ones (fake timers in tests); time comes from `now`.
+ * delivered. `holdUntil(p)` dispatches nothing until `p` settles (items keep queueing, with the
+ * same overload policy): a new version of a model waits for the old version's windows. Timers are the global ones (fake timers in tests); time comes from `now`.
  */
 
 export interface BatcherOptions {
@@ -82,6 +83,8 @@ export class DynamicBatcher<T, R> {
   private timerDueMs = Number.POSITIVE_INFINITY;
   private immediate: NodeJS.Immediate | undefined;
   private tick = 0;
+  /** `holdUntil` promises not settled yet: while any, nothing is dispatched. */
+  private holds = 0;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -181,7 +184,18 @@ export class DynamicBatcher<T, R> {
     return this.options.maxDelayMs <= 0 ? e.tick < this.tick : this.now() >= e.atMs + this.options.maxDelayMs;
   }
 
+  /** Dispatches nothing until `previous` settles (fulfilled or rejected). */
+  holdUntil(previous: Promise<unknown>): void {
+    this.holds++;
+    const release = (): void => {
+      this.holds--;
+      this.pump();
+    };
+    previous.then(release, release);
+  }
+
   private pump(): void {
+    if (this.holds > 0) return;
     while (this.flights.length < this.options.maxInFlight && this.live > 0) {
       const oldest = this.oldestLive();
       if (!oldest) break;

@@ -64,15 +64,22 @@ export interface ModelSession {
   /**
    * `warmupRuns` untimed runs, then `runs` back-to-back runs of one input, timed where the
    * session runs (no messaging or event-loop wait counted). Used for warm-up before serving and
-   * for the provider benchmark.
+   * for the provider benchmark; a session without it is served unwarmed and not benchmarked.
    */
-  benchmark(
+  benchmark?(
     inputName: string,
     data: Float32Array,
     dims: readonly number[],
     runs: number,
     warmupRuns: number,
   ): Promise<BenchmarkResult>;
+  /**
+   * How long the last `run` computed, in ms, without the time its promise waited for the
+   * event loop (which includes whatever else the process did meanwhile). Undefined when the
+   * backend cannot tell. With the worker pool, several runs may be in flight: read it right
+   * after `await run(...)`, when it is that call's computing time in its worker.
+   */
+  readonly lastRunMs?: number;
   release(): Promise<void>;
 }
 
@@ -140,6 +147,7 @@ function toFloat64(data: ort.Tensor["data"]): Float64Array {
 class OrtModelSession implements ModelSession {
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
+  lastRunMs: number | undefined;
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -156,9 +164,17 @@ class OrtModelSession implements ModelSession {
     dims: readonly number[],
   ): Promise<Map<string, OutputTensor>> {
     let result: ort.InferenceSession.ReturnType;
+    // onnxruntime-node computes in a setImmediate callback it queues synchronously inside
+    // run(); ours, queued just before, runs right before it, and the continuation after the
+    // await runs in the microtasks right after it. So the difference is the computation.
+    let startedAt = performance.now();
+    setImmediate(() => {
+      startedAt = performance.now();
+    });
     try {
       const tensor = new ort.Tensor("float32", data, dims);
       result = await this.session.run({ [inputName]: tensor });
+      this.lastRunMs = performance.now() - startedAt;
     } catch (err) {
       throw new InferenceError("INFERENCE_FAILED", `inference failed: ${errorMessage(err)}`, { cause: err });
     }

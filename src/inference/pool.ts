@@ -103,6 +103,8 @@ interface SessionEntry {
   warmup: { inputName: string; data: Float32Array; dims: readonly number[]; runs: number } | undefined;
   /** Calls waiting for a replica to come up. */
   waiting: (() => void)[];
+  /** Worker time of the call whose result was delivered last (see ModelSession.lastRunMs). */
+  lastRunMs: number | undefined;
   stats: SessionStats;
   released: boolean;
 }
@@ -325,6 +327,7 @@ export class WorkerPool implements InferenceBackend {
       loaded: new Set(),
       warmup: undefined,
       waiting: [],
+      lastRunMs: undefined,
       released: false,
       stats: {
         provider,
@@ -419,6 +422,7 @@ export class WorkerPool implements InferenceBackend {
         throw new InferenceError("INFERENCE_PROTOCOL", `unexpected reply ${reply.type}`);
       s.stats.items += dims[0] ?? 1;
       s.stats.runMs += reply.runMs;
+      s.lastRunMs = reply.runMs;
       s.stats.roundTripMs += performance.now() - started;
       return new Map(reply.outputs.map((t) => [t.name, { data: t.data, dims: t.dims }]));
     } catch (err) {
@@ -528,6 +532,10 @@ class PooledSession implements ModelSession {
     readonly details: SessionDetails | undefined,
   ) {
     this.provider = entry.provider;
+  }
+
+  get lastRunMs(): number | undefined {
+    return this.entry.lastRunMs;
   }
 
   run(inputName: string, data: Float32Array, dims: readonly number[]): Promise<Map<string, OutputTensor>> {

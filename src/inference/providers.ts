@@ -179,6 +179,7 @@ export async function openOnBestProvider(
     session: ModelSession,
   ): Promise<{ windowsPerSec: number; batch: number; ms: number; runs: number }> => {
     const plan = planFor(session);
+    if (!session.benchmark) return { runs: 0, ms: 0, batch: plan.dims[0] ?? 1, windowsPerSec: 0 };
     const r = await session.benchmark(plan.inputName, plan.data, plan.dims, plan.runs, plan.warmupRuns);
     const batch = plan.dims[0] ?? 1;
     return { ...r, batch, windowsPerSec: r.ms > 0 ? (batch * r.runs * 1000) / r.ms : 0 };
@@ -224,7 +225,7 @@ export async function openOnBestProvider(
   // Warm-up before serving (the benchmark above already warmed the winner up).
   if (w.windowsPerSec === undefined) {
     const plan = planFor(winner.session);
-    if (plan.runs + plan.warmupRuns > 0) {
+    if (plan.runs + plan.warmupRuns > 0 && winner.session.benchmark) {
       try {
         const r = await speedOf(winner.session);
         selection.warmup = { batch: r.batch, runs: r.runs, ms: r.ms, windowsPerSec: r.windowsPerSec };

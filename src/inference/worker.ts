@@ -46,8 +46,9 @@ async function handle(msg: ToWorker): Promise<void> {
     }
     case "run": {
       const started = performance.now();
-      const out = await session(msg.session).run(msg.inputName, msg.data, msg.dims);
-      const runMs = performance.now() - started;
+      const s = session(msg.session);
+      const out = await s.run(msg.inputName, msg.data, msg.dims);
+      const runMs = s.lastRunMs ?? performance.now() - started;
       const outputs: WireTensor[] = [];
       const transfer: ArrayBuffer[] = [];
       for (const [name, t] of out) {
@@ -59,13 +60,9 @@ async function handle(msg: ToWorker): Promise<void> {
       return;
     }
     case "benchmark": {
-      const r = await session(msg.session).benchmark(
-        msg.inputName,
-        msg.data,
-        msg.dims,
-        msg.runs,
-        msg.warmupRuns,
-      );
+      const s = session(msg.session);
+      if (!s.benchmark) throw new VigilError("INFERENCE_NO_BENCHMARK", "this session cannot be benchmarked");
+      const r = await s.benchmark(msg.inputName, msg.data, msg.dims, msg.runs, msg.warmupRuns);
       reply({ type: "benchmarked", id: msg.id, ...r });
       return;
     }

@@ -3,16 +3,22 @@
  *
  * Contract: `enqueue` takes a preprocessed window; windows of every asset are batched by the
  * dynamic batcher (src/inference/batcher.ts: up to the model's and the config's max batch,
- * waiting at most `maxDelayMs`, up to `maxInFlight` batches inferred at once) and the results
- * come back in the order the windows were emitted, so predictions of an asset come out in
- * order. For each run of finished batches, in order: outputs decoded; the manifest's alert
- * rules evaluated per asset with hysteresis; every prediction and alert event, and the new
- * rule states, committed to the store in ONE transaction; then the stored records handed to
- * the sink (publish). Nothing reaches the sink that is not committed. Overload (the batcher's
- * policy): beyond `maxQueuedPerAsset` windows of one asset, or `maxQueued` in all, the oldest
- * waiting window is dropped and counted (`overload`, and by reason in `dropped`). Failures
- * (inference, store) are counted and logged with the batch's windows lost; they never stop
- * later batches.
+ * waiting at most `maxDelayMs`, up to `maxInFlight` batches inferred at once — while they run,
+ * the windows that arrive meanwhile queue up, so a slow model catches up in full batches) and
+ * the results come back in the order the windows were emitted, so predictions of an asset come
+ * out in order. For each run of finished batches, in order: outputs decoded; the manifest's
+ * alert rules evaluated per asset with hysteresis; every prediction and alert event, and the
+ * new rule states, committed to the store in ONE transaction (at most one full batch of
+ * windows); then the stored records handed to the sink (publish). A commit that fails (disk
+ * full, I/O error) goes to the sink's `uncommitted` instead: published locally without a seq
+ * and counted in the data-loss ledger, since it will never reach the cloud. Overload (the
+ * batcher's policy): beyond `maxQueuedPerAsset` windows of one asset, or `maxQueued` in all,
+ * the oldest waiting window is dropped and counted (`overload`, and by reason in `dropped`).
+ * Failures (inference, store) are counted and logged; they never stop later batches.
+ * Monitors (model updates: probation, shadow trials) see every batch's decoded outputs and
+ * latency, or its inference failure, before the commit; a monitor that throws is logged and
+ * ignored. A *shadow* runner (`options.shadow`) stops there: it evaluates no alert rules,
+ * commits nothing and publishes nothing — its outputs reach its monitors only.
  */
 
 import type { RuleState } from "../alerts/rules.js";
@@ -35,6 +41,8 @@ export interface PendingWindow {
 /** Receives committed records, in commit order. Must not throw (it is told about failures by itself). */
 export interface RecordSink {
   publish(records: readonly StoredRecord[]): void;
+  /** Records whose commit failed with `err` (they have no id or seq yet). Must not throw. */
+  uncommitted?(records: readonly NewRecord[], err: unknown): void;
 }
 
 export interface RunnerCounters {
@@ -46,6 +54,9 @@ export interface RunnerCounters {
   alertsCleared: Record<string, number>;
   inferenceErrors: number;
   storeErrors: number;
+  /** Windows lost with a failed batch (inference error, store error). */
+  windowsLostInference: number;
+  windowsLostStore: number;
   overload: number;
   /** Windows dropped under overload, by reason (`asset_backlog`, `queue_full`). */
   dropped: Record<string, number>;
@@ -54,18 +65,24 @@ export interface RunnerCounters {
   lastInferenceMs: number;
 }
 
-export interface RunnerOptions {
-  gatewayId: string;
-  maxBatch: number;
-  maxQueued: number;
-  /** Dynamic batching and overload (src/inference/batcher.ts); defaults: 0 ms, unbounded per asset, 1. */
-  maxDelayMs?: number;
-  maxQueuedPerAsset?: number;
-  maxInFlight?: number;
+/** Told about every inference call (metrics: latency and batch-size histograms). Must not throw. */
+export interface BatchObserver {
+  batch(model: string, size: number, inferenceMs: number): void;
 }
 
-export class ModelRunner {
-  readonly counters: RunnerCounters = {
+/** Watches a runner's batches (model-update probation and shadow trials). Must be cheap. */
+export interface RunnerMonitor {
+  batch(
+    items: readonly PendingWindow[],
+    outputs: readonly Record<string, OutputValue>[],
+    elapsedMs: number,
+  ): void;
+  failed(items: readonly PendingWindow[], err: unknown): void;
+}
+
+/** Counters of a runner that has done nothing yet. */
+export function newRunnerCounters(): RunnerCounters {
+  return {
     windowsQueued: 0,
     batches: 0,
     batchItems: 0,
@@ -74,16 +91,43 @@ export class ModelRunner {
     alertsCleared: {},
     inferenceErrors: 0,
     storeErrors: 0,
+    windowsLostInference: 0,
+    windowsLostStore: 0,
     overload: 0,
     dropped: {},
     nonFiniteOutputs: 0,
     inferenceMsTotal: 0,
     lastInferenceMs: 0,
   };
-  private readonly batcher: DynamicBatcher<PendingWindow, Record<string, OutputValue>[]>;
+}
+
+export interface RunnerOptions {
+  gatewayId: string;
+  maxBatch: number;
+  maxQueued: number;
+  observer?: BatchObserver;
+  /** A candidate beside the serving version: outputs go to monitors only (see header). */
+  shadow?: boolean;
+  /** Dynamic batching and overload (src/inference/batcher.ts); defaults: 0 ms, unbounded per asset, 1. */
+  maxDelayMs?: number;
+  maxQueuedPerAsset?: number;
+  maxInFlight?: number;
+}
+
+/** One batch's inference result, as the batcher hands it back. */
+interface Inferred {
+  decoded: Record<string, OutputValue>[];
+  elapsedMs: number;
+}
+
+export class ModelRunner {
+  readonly counters: RunnerCounters = newRunnerCounters();
+
+  private readonly batcher: DynamicBatcher<PendingWindow, Inferred>;
   private readonly maxBatch: number;
   /** Rule states by `asset \0 rule`. */
   private readonly ruleStates = new Map<string, Map<string, RuleState>>();
+  readonly monitors = new Set<RunnerMonitor>();
 
   constructor(
     readonly model: LoadedModel,
@@ -112,7 +156,8 @@ export class ModelRunner {
           this.counters.overload++;
           this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
         },
-        onDeliverError: (err) => this.log.error({ err: errorMessage(err) }, "delivering a batch failed"),
+        onDeliverError: (err) =>
+          this.log.error({ model: this.model.key, err: errorMessage(err) }, "batch failed; windows dropped"),
       },
     );
   }
@@ -132,10 +177,13 @@ export class ModelRunner {
   }
 
   /** Raised alerts right now, for status. */
-  activeAlerts(): { asset: string; rule: string; since: number | undefined }[] {
-    const out: { asset: string; rule: string; since: number | undefined }[] = [];
+  activeAlerts(): { asset: string; rule: string; severity: string; since: number | undefined }[] {
+    const severity = new Map(this.model.manifest.alerts.map((r) => [r.id, r.severity]));
+    const out: { asset: string; rule: string; severity: string; since: number | undefined }[] = [];
     for (const [asset, rules] of this.ruleStates)
-      for (const [rule, st] of rules) if (st.raised) out.push({ asset, rule, since: st.raisedAtMs });
+      for (const [rule, st] of rules)
+        if (st.raised)
+          out.push({ asset, rule, severity: severity.get(rule) ?? "unknown", since: st.raisedAtMs });
     return out;
   }
 
@@ -149,13 +197,31 @@ export class ModelRunner {
     return this.batcher.queued;
   }
 
+  /**
+   * Batches of this runner start only after `previous` settles (a new version of a model waits
+   * for the old version's windows, so an asset's predictions stay in order across a swap).
+   */
+  startAfter(previous: Promise<unknown>): void {
+    this.batcher.holdUntil(previous);
+  }
+
+  private notify(call: (m: RunnerMonitor) => void): void {
+    for (const m of this.monitors) {
+      try {
+        call(m);
+      } catch (err) {
+        this.log.error({ model: this.model.key, err: errorMessage(err) }, "runner monitor failed");
+      }
+    }
+  }
+
   /** Runs everything queued so far; resolves when it is committed and handed to the sink. */
   async drain(): Promise<void> {
     await this.batcher.drain();
   }
 
-  /** One batch's inference (runs concurrently with other batches' inference and commits). */
-  private async infer(items: PendingWindow[]): Promise<Record<string, OutputValue>[]> {
+  /** One batch's inference (runs while other batches are inferred or committed). */
+  private async infer(items: PendingWindow[]): Promise<Inferred> {
     const { manifest, session } = this.model;
     const per = items[0]?.input.length ?? 0;
     const data = new Float32Array(per * items.length);
@@ -163,36 +229,55 @@ export class ModelRunner {
     const shape = [items.length, ...inputShape(manifest.input)];
     const started = performance.now();
     const tensors = await session.run(manifest.input.tensor, data, shape);
-    const decoded = decodeOutputs(manifest.outputs, tensors, items.length);
-    const elapsedMs = performance.now() - started;
-    this.counters.inferenceMsTotal += elapsedMs;
-    this.counters.lastInferenceMs = elapsedMs;
-    return decoded;
+    // Read at once: with several batches in flight it is this call's (ModelSession.lastRunMs).
+    const elapsedMs = session.lastRunMs ?? performance.now() - started;
+    return { decoded: decodeOutputs(manifest.outputs, tensors, items.length), elapsedMs };
   }
 
-  /** Finished batches in emission order: failures counted, successes committed together. */
-  private deliver(finished: Finished<PendingWindow, Record<string, OutputValue>[]>[]): void {
+  /** Finished batches in emission order: failures counted, the rest committed together. */
+  private deliver(finished: Finished<PendingWindow, Inferred>[]): void {
     const items: PendingWindow[] = [];
     const decoded: Record<string, OutputValue>[] = [];
     for (const f of finished) {
       if (!f.ok) {
         this.counters.inferenceErrors++;
+        this.counters.windowsLostInference += f.items.length;
         this.log.error(
-          { model: this.model.key, batch: f.items.length, err: errorMessage(f.error) },
+          {
+            model: this.model.key,
+            batch: f.items.length,
+            err: errorMessage(f.error),
+            shadow: this.options.shadow,
+          },
           "inference failed; batch dropped",
         );
+        const failedItems = f.items;
+        this.notify((m) => m.failed(failedItems, f.error));
         continue;
       }
+      const { decoded: outputs, elapsedMs } = f.result;
       this.counters.batches++;
       this.counters.batchItems += f.items.length;
+      this.counters.inferenceMsTotal += elapsedMs;
+      this.counters.lastInferenceMs = elapsedMs;
+      const batchItems = f.items;
+      this.notify((m) => m.batch(batchItems, outputs, elapsedMs));
+      if (this.options.shadow === true) {
+        for (const o of outputs)
+          if (Object.values(o).some((v) => v === null)) this.counters.nonFiniteOutputs++;
+        this.counters.predictions += f.items.length;
+        continue;
+      }
+      this.options.observer?.batch(this.model.key, f.items.length, elapsedMs);
       items.push(...f.items);
-      decoded.push(...f.result);
+      decoded.push(...outputs);
     }
     if (items.length > 0) this.record(items, decoded);
   }
 
   private record(items: PendingWindow[], decoded: Record<string, OutputValue>[]): void {
     const { manifest } = this.model;
+
     const records: NewRecord[] = [];
     const stateUpdates = new Map<string, AlertStateRow>();
     items.forEach((item, i) => {
@@ -262,10 +347,12 @@ export class ModelRunner {
       stored = this.store.commit(records, [...stateUpdates.values()]);
     } catch (err) {
       this.counters.storeErrors++;
+      this.counters.windowsLostStore += items.length;
       this.log.error(
         { model: this.model.key, records: records.length, err: errorMessage(err) },
-        "store commit failed; these predictions are not published",
+        "store commit failed; published locally only, counted in the data-loss ledger",
       );
+      this.sink.uncommitted?.(records, err);
       return;
     }
     this.counters.predictions += items.length;

@@ -82,6 +82,7 @@ class FakeAcceleratorBackend implements InferenceBackend {
         provider,
         run: async (name, data, dims) => shift(await s.run(name, data, dims)),
         benchmark: async (name, data, dims, runs, warmupRuns) => {
+          if (!s.benchmark) throw new Error("the real session has benchmark()");
           const r = await s.benchmark(name, data, dims, runs, warmupRuns);
           return { runs: r.runs, ms: r.ms * (device.timeFactor ?? 1) };
         },
@@ -98,7 +99,7 @@ class FakeAcceleratorBackend implements InferenceBackend {
       outputs: s.outputs,
       provider,
       run: s.run.bind(s),
-      benchmark: s.benchmark.bind(s),
+      ...(s.benchmark ? { benchmark: s.benchmark.bind(s) } : {}),
       release: async () => {
         this.released.push(provider);
         await s.release();
