@@ -116,6 +116,8 @@ export interface InferenceBackend {
   createSession(modelPath: string, options: SessionOptions): Promise<ModelSession>;
   /** Providers this build of ONNX Runtime knows (some need libraries installed beside it, see docs/accelerators.md). */
   availableProviders(): string[];
+  /** Why `provider` cannot run on this machine, known without trying it; undefined if it may. */
+  unavailableReason?(provider: string): string | undefined;
   /** Starts what the backend needs (worker threads) before the first session. */
   start?(): Promise<void>;
   /** Where sessions run and how much they did (worker pool), for the status. */
@@ -246,6 +248,29 @@ function explainLoadFailure(provider: string, message: string): string {
   return `${message} (${lib}${ext} loads; the CUDA 12 runtime, cuDNN 9${provider === "tensorrt" ? ", TensorRT 10" : ""} or the NVIDIA driver may be missing or mismatched)`;
 }
 
+let vulkanMissing: string | undefined | null = null;
+
+/**
+ * Why a provider cannot run here, found without creating a session (a failed WebGPU attempt
+ * makes Dawn print a warning on stderr and costs ~35 ms): on Linux, WebGPU needs the Vulkan
+ * loader (`libvulkan.so.1`) and a GPU driver behind it. Undefined when the provider may run.
+ */
+export function providerPrecheck(provider: string): string | undefined {
+  if (provider !== "webgpu" || process.platform !== "linux") return undefined;
+  if (vulkanMissing === null) {
+    vulkanMissing = undefined;
+    try {
+      process.dlopen({ exports: {} }, "libvulkan.so.1");
+    } catch (err) {
+      // Found but not a Node addon ("did not self-register") means it is there.
+      if (/cannot open shared object|no such file/i.test(errorMessage(err)))
+        vulkanMissing =
+          "no Vulkan loader (libvulkan.so.1) on this machine: WebGPU on Linux needs a GPU and its Vulkan driver";
+    }
+  }
+  return vulkanMissing;
+}
+
 /**
  * Cache file for an optimised model: one per model content, ORT version, level, and CPU (a graph
  * optimised at level `all` may hold kernels laid out for this CPU's instruction set, so a data
@@ -275,6 +300,10 @@ export class OrtBackend implements InferenceBackend {
 
   availableProviders(): string[] {
     return ort.listSupportedBackends().map((b) => b.name);
+  }
+
+  unavailableReason(provider: string): string | undefined {
+    return providerPrecheck(provider);
   }
 
   async createSession(modelPath: string, options: SessionOptions): Promise<ModelSession> {

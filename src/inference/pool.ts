@@ -131,6 +131,7 @@ export class WorkerPool implements InferenceBackend {
   private readonly slots: Slot[];
   private readonly sessions = new Map<number, SessionEntry>();
   private providers: string[] = [];
+  private unavailable: Record<string, string> = {};
   private nextId = 1;
   private nextSession = 1;
   private restarts = 0;
@@ -169,6 +170,10 @@ export class WorkerPool implements InferenceBackend {
     return [...this.providers];
   }
 
+  unavailableReason(provider: string): string | undefined {
+    return this.unavailable[provider];
+  }
+
   private boot(slot: Slot): Promise<void> {
     const worker = spawn(this.workerUrl);
     slot.worker = worker;
@@ -177,6 +182,7 @@ export class WorkerPool implements InferenceBackend {
       worker.on("message", (msg: FromWorker) => {
         if (msg.type === "ready") {
           this.providers = msg.providers;
+          this.unavailable = msg.unavailable;
           slot.up = true;
           resolve();
           return;

@@ -8,9 +8,12 @@
  * and the later ones are not tried. With it, every provider that passes runs a short warm-up
  * benchmark at the serving batch size and the fastest serves (small models are often faster on
  * the CPU than on a GPU, whose per-call overhead they cannot amortise). Every other provider is
- * listed with why it was not used — not in this build of ONNX Runtime, ONNX Runtime's own
- * load error, the self-test failure, slower, or not tried — for the log and the status.
- * Sessions that do not serve are released. When no provider passes it throws the most telling
+ * listed with why it was not used — not in this build of ONNX Runtime or known not to run on
+ * this machine (`unavailableReason`: WebGPU without a Vulkan loader), ONNX Runtime's own load
+ * error, the self-test failure, slower, or not tried — for the log, the status and metrics.
+ * The serving provider is then warmed up at the serving batch; a warm-up that fails is reported
+ * (`warmup.error`), not fatal: the self-test passed. Sessions that do not serve are released.
+ * When no provider passes it throws the most telling
  * error (a self-test or tensor failure over a load failure), naming what every other provider said.
  */
 
@@ -45,8 +48,8 @@ export interface ProviderSelection {
   reason: string;
   requested: "auto" | readonly string[];
   attempts: ProviderAttempt[];
-  /** The warm-up before serving, at the serving batch (windows/s is its timed part). */
-  warmup?: { batch: number; runs: number; ms: number; windowsPerSec: number };
+  /** The warm-up before serving, at the serving batch (windows/s is its timed part); `error` if it failed. */
+  warmup?: { batch: number; runs: number; ms: number; windowsPerSec: number; error?: string };
 }
 
 export interface BenchmarkPlan {
@@ -134,6 +137,11 @@ export async function openOnBestProvider(
         outcome: "unavailable",
         reason: `not in this build of ONNX Runtime (it has: ${[...known].join(", ") || "none"})`,
       });
+      continue;
+    }
+    const why = backend.unavailableReason?.(provider);
+    if (why) {
+      attempts.push({ provider, outcome: "unavailable", reason: why });
       continue;
     }
     let session: ModelSession;
@@ -230,10 +238,16 @@ export async function openOnBestProvider(
         const r = await speedOf(winner.session);
         selection.warmup = { batch: r.batch, runs: r.runs, ms: r.ms, windowsPerSec: r.windowsPerSec };
       } catch (err) {
-        await winner.session.release().catch(() => undefined);
-        throw new InferenceError("WARMUP_FAILED", `warm-up on ${w.provider} failed: ${errorMessage(err)}`, {
-          cause: err,
-        });
+        // The self-test passed at batch 1; a model that fails at the serving batch still serves
+        // (its batches will fail and be counted, and an update's probation rolls it back), but
+        // the status and the log say so before the first window arrives.
+        selection.warmup = {
+          batch: plan.dims[0] ?? 1,
+          runs: 0,
+          ms: Number.NaN,
+          windowsPerSec: 0,
+          error: errorMessage(err),
+        };
       }
     }
   } else {

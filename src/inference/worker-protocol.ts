@@ -36,7 +36,7 @@ export interface WireTensor {
 }
 
 export type FromWorker =
-  | { type: "ready"; providers: string[] }
+  | { type: "ready"; providers: string[]; unavailable: Record<string, string> }
   | {
       type: "loaded";
       id: number;

@@ -88,4 +88,10 @@ port.on("message", (msg: ToWorker) => {
   });
 });
 
-reply({ type: "ready", providers: backend.availableProviders() });
+const providers = backend.availableProviders();
+const unavailable: Record<string, string> = {};
+for (const p of providers) {
+  const why = backend.unavailableReason(p);
+  if (why) unavailable[p] = why;
+}
+reply({ type: "ready", providers, unavailable });

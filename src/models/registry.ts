@@ -137,6 +137,11 @@ export class ModelRegistry {
         },
         `model ${best.key} serving on ${best.session.provider} (self-test passed${best.selection ? `: ${best.selection.reason}` : ""})`,
       );
+      if (best.selection?.warmup?.error)
+        this.log.warn(
+          { model: best.key, batch: best.selection.warmup.batch, err: best.selection.warmup.error },
+          "warm-up at the serving batch failed; batches of that size will fail",
+        );
       for (const r of rest) {
         statuses.push({
           name,
