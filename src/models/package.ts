@@ -288,14 +288,17 @@ export async function runSelfTest(manifest: Manifest, session: ModelSession): Pr
   }
 }
 
-/** Validate, verify and load a package; the returned model is ready to serve. */
-export async function loadPackage(
+/**
+ * The model of a validated package with files verified, loaded on the execution provider
+ * `openOnBestProvider` chooses: the tensors checked and every self-test case reproduced on it,
+ * warmed up. Throws the `PackageError` of the tensor check or self-test, or `PACKAGE_ONNX_LOAD`.
+ */
+export async function openModel(
   dir: string,
+  manifest: Manifest,
   backend: InferenceBackend,
   options: SessionOptions,
 ): Promise<LoadedModel> {
-  const manifest = await readManifest(dir);
-  await verifyFiles(dir, manifest);
   const checked = new Map<ModelSession, { maxBatch: number; scalarOutputs: Set<string> }>();
   const verify = async (session: ModelSession): Promise<void> => {
     checked.set(session, checkTensors(manifest, session));
@@ -335,4 +338,15 @@ export async function loadPackage(
     scalarOutputs,
     selection,
   };
+}
+
+/** Validate, verify and load a package; the returned model is ready to serve. */
+export async function loadPackage(
+  dir: string,
+  backend: InferenceBackend,
+  options: SessionOptions,
+): Promise<LoadedModel> {
+  const manifest = await readManifest(dir);
+  await verifyFiles(dir, manifest);
+  return openModel(dir, manifest, backend, options);
 }

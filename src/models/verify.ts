@@ -30,12 +30,11 @@ import path from "node:path";
 import type { PackageError } from "../errors.js";
 import { errorMessage } from "../errors.js";
 import type { InferenceBackend, ModelSession, SessionOptions } from "../inference/ort.js";
-import { openOnBestProvider, warmUp, type ProviderSelection } from "../inference/providers.js";
 import { formatManifestErrors, validateManifest } from "./manifest.js";
 import type { Manifest } from "./manifest-types.js";
 import { inputShape } from "./manifest-types.js";
 import { manifestTrial, type TrialCriteria } from "./ota/requests.js";
-import { checkTensors, runSelfTest, sha256File, type LoadedModel } from "./package.js";
+import { openModel, sha256File, type LoadedModel } from "./package.js";
 import { SIGNATURE_FILE, checkSignature, type TrustedKey } from "./signing.js";
 
 export type CheckStep =
@@ -229,26 +228,9 @@ export async function verifyPackageDir(dir: string, options: VerifyOptions): Pro
     // Steps 5–7 run on each execution provider in turn (src/inference/providers.ts): a
     // provider serves only if the model loads on it and its tensors and self-test pass there.
     const m = manifest;
-    const checked = new Map<ModelSession, { maxBatch: number; scalarOutputs: Set<string> }>();
-    let opened: { session: ModelSession; selection: ProviderSelection };
+    let model: LoadedModel;
     try {
-      opened = await openOnBestProvider(
-        backend,
-        path.join(dir, m.modelFile),
-        sessionOptions,
-        async (session) => {
-          checked.set(session, checkTensors(m, session));
-          await runSelfTest(m, session);
-        },
-        (session) =>
-          warmUp.plan(
-            m.input.tensor,
-            inputShape(m.input),
-            m.selfTest[0]?.input,
-            sessionOptions,
-            checked.get(session)?.maxBatch ?? 1,
-          ),
-      );
+      model = await openModel(dir, m, backend, sessionOptions);
     } catch (err) {
       const e = err as PackageError;
       const step: CheckStep =
@@ -261,20 +243,15 @@ export async function verifyPackageDir(dir: string, options: VerifyOptions): Pro
       if (step === "selfTest") pass("tensors", tensorsText(m));
       fail({
         step,
-        code: step === "onnx" ? "PACKAGE_ONNX_LOAD" : (e.code ?? "PACKAGE_INVALID"),
+        code: e.code ?? "PACKAGE_ONNX_LOAD",
         detail: errorMessage(err),
-        ...(step === "onnx"
-          ? { field: `files[${JSON.stringify(m.modelFile)}]` }
-          : e.field
-            ? { field: e.field }
-            : {}),
+        ...(e.field ? { field: e.field } : {}),
       });
       return result;
     }
-    const { session, selection } = opened;
-    pass("onnx", `loaded ${m.modelFile} on ${session.provider} (${selection.reason})`);
+    const { session } = model;
+    pass("onnx", `loaded ${m.modelFile} on ${session.provider} (${model.selection?.reason ?? "loaded"})`);
     pass("tensors", tensorsText(m));
-    const { maxBatch, scalarOutputs } = checked.get(session) ?? checkTensors(m, session);
     try {
       const ms = await timePerWindow(m, session);
       result.selfTestMsPerWindow = ms;
@@ -283,15 +260,7 @@ export async function verifyPackageDir(dir: string, options: VerifyOptions): Pro
       fail({ step: "selfTest", code: "PACKAGE_SELFTEST_FAILED", detail: errorMessage(err) });
     }
     if (checks.every((c) => c.ok)) {
-      result.model = {
-        key: `${m.name}@${m.version}`,
-        manifest: m,
-        dir,
-        session,
-        maxBatch,
-        scalarOutputs,
-        selection,
-      };
+      result.model = model;
       result.ok = true;
       return result;
     }
