@@ -39,8 +39,11 @@ const options = (
 interface FakeDevice {
   /** Added to every output value (a device that computes wrongly). */
   outputOffset?: number;
-  /** Multiplies the benchmark's measured time (< 1: a faster device). */
-  timeFactor?: number;
+  /**
+   * The benchmark's time on this device, ms: far below or far above anything the real CPU
+   * session can measure (so the outcome never depends on this machine's timing).
+   */
+  benchmarkMs?: number;
 }
 
 /**
@@ -84,7 +87,7 @@ class FakeAcceleratorBackend implements InferenceBackend {
         benchmark: async (name, data, dims, runs, warmupRuns) => {
           if (!s.benchmark) throw new Error("the real session has benchmark()");
           const r = await s.benchmark(name, data, dims, runs, warmupRuns);
-          return { runs: r.runs, ms: r.ms * (device.timeFactor ?? 1) };
+          return { runs: r.runs, ms: device.benchmarkMs ?? r.ms };
         },
         release: () => s.release(),
       },
@@ -163,11 +166,11 @@ describe("execution provider selection", () => {
   });
 
   it("with the benchmark, the fastest provider that passes serves; without it, the first", async () => {
-    const fast = new FakeAcceleratorBackend({ tensorrt: { timeFactor: 0.1 } });
+    const fast = new FakeAcceleratorBackend({ tensorrt: { benchmarkMs: 1e-6 } });
     const m1 = await loadPackage(PUMP, fast, options(["tensorrt", "cpu"]));
-    const slow = new FakeAcceleratorBackend({ tensorrt: { timeFactor: 10 } });
+    const slow = new FakeAcceleratorBackend({ tensorrt: { benchmarkMs: 60_000 } });
     const m2 = await loadPackage(PUMP, slow, options(["tensorrt", "cpu"]));
-    const first = new FakeAcceleratorBackend({ tensorrt: { timeFactor: 10 } });
+    const first = new FakeAcceleratorBackend({ tensorrt: { benchmarkMs: 60_000 } });
     const m3 = await loadPackage(PUMP, first, options(["tensorrt", "cpu"], false));
     try {
       expect(m1.session.provider).toBe("tensorrt");
