@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "coverage/", "**/*.mjs", "docs/", "models/"] },
+  { ignores: ["dist/", "node_modules/", "coverage/", "**/*.mjs", "docs/", "models/", "bench/.build/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

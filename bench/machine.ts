@@ -3,8 +3,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-
-const ROOT = path.resolve(import.meta.dirname, "..");
+import { ROOT } from "./lib/paths.js";
 
 function packageVersion(name: string): string {
   try {

@@ -10,9 +10,10 @@
 
 import path from "node:path";
 import ort from "onnxruntime-node";
+import { ROOT } from "./lib/paths.js";
 import { nowMs } from "./lib/clock.js";
 
-export const PUMP_HEALTH_DIR = path.resolve(import.meta.dirname, "..", "models", "pump-health", "1.0.0");
+export const PUMP_HEALTH_DIR = path.join(ROOT, "models", "pump-health", "1.0.0");
 const FEATURES = 16;
 
 export interface OrtFigure {

@@ -28,13 +28,13 @@ let prepared: Prepared | undefined;
 const sources = new Map<string, PayloadSource>();
 
 async function prepare(plan: RunPlan): Promise<void> {
-  const key = `${plan.assets}:${plan.t0Ms}`;
+  const key = `${plan.assets}:${plan.t0Ms}:${plan.signals}`;
   let source = sources.get(key);
   if (!source) {
-    source = new PayloadSource(plan.assets, plan.t0Ms);
+    source = new PayloadSource(plan.assets, plan.t0Ms, plan.signals);
     sources.set(key, source);
   }
-  const topicOf = Array.from({ length: plan.assets }, (_, a) => rowTopic(assetName(a)));
+  const topicOf = Array.from({ length: plan.assets }, (_, a) => rowTopic(assetName(a), plan.topicRoot));
   const topics: string[] = [];
   const payloads: Buffer[] = [];
   let bytes = 0;

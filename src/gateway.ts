@@ -30,7 +30,8 @@ import { EmbeddedBroker } from "./broker/embedded.js";
 import type { VigilConfig } from "./config/types.js";
 import { errorMessage } from "./errors.js";
 import { MqttConnection } from "./ingest/mqtt-client.js";
-import { OrtBackend, type InferenceBackend } from "./inference/ort.js";
+import type { InferenceBackend } from "./inference/ort.js";
+import { inferenceSetup, type InferenceSetup } from "./inference/setup.js";
 import { ModelRegistry } from "./models/registry.js";
 import { MqttCommandSource } from "./models/ota/commands.js";
 import { ModelUpdater, updaterConfig, type OtaStatus } from "./models/ota/updater.js";
@@ -115,6 +116,7 @@ class MqttRecordSink implements RecordSink {
 export class Gateway {
   private readonly clock: Clock;
   private readonly backend: InferenceBackend;
+  private readonly inference: InferenceSetup;
   private readonly topics: GatewayTopics;
   private readonly startedAt = new Date();
   private store: Store | undefined;
@@ -145,7 +147,8 @@ export class Gateway {
     deps: GatewayDeps = {},
   ) {
     this.clock = deps.clock ?? systemClock;
-    this.backend = deps.backend ?? new OrtBackend();
+    this.inference = inferenceSetup(config);
+    this.backend = deps.backend ?? this.inference.backend;
     this.topics = gatewayTopics(config.mqtt.baseTopic, config.gatewayId);
     this.statusIntervalMs = config.outputs.statusIntervalMs;
     this.maxLoopDelayMs = config.service.maxEventLoopDelayMs;
@@ -193,11 +196,8 @@ export class Gateway {
     this.housekeeper.start();
     this.sync.start();
 
-    const sessionOptions = {
-      executionProviders: c.inference.executionProviders,
-      intraOpThreads: c.inference.intraOpThreads,
-      graphOptimizationLevel: c.inference.graphOptimizationLevel,
-    };
+    const sessionOptions = this.inference.sessionOptions;
+    await this.backend.start?.();
     this.registry = new ModelRegistry(this.backend, sessionOptions, this.log.child({ module: "models" }));
     this.updater = new ModelUpdater(updaterConfig(c), {
       registry: this.registry,
@@ -281,7 +281,8 @@ export class Gateway {
         window: c.window,
         bindings: c.models.bindings,
         maxBatch: c.inference.maxBatch,
-        maxQueuedWindows: 100_000,
+        maxQueuedWindows: this.inference.maxQueuedWindows,
+        batching: this.inference.batching,
         rejectLogIntervalMs: c.log.rejectIntervalMs,
         observer: this.metrics,
       },
@@ -510,8 +511,11 @@ export class Gateway {
         version: s.version,
         state: s.state,
         ...(s.provider ? { provider: s.provider } : {}),
+        ...(s.selection ? { providerReason: s.selection.reason, providers: s.selection.attempts } : {}),
+        ...(s.selection?.warmup ? { warmup: s.selection.warmup } : {}),
         ...(s.error ? { error: s.error } : {}),
       })),
+      inference: { workers: this.inference.workers, pool: this.backend.stats?.() },
       ...(this.store
         ? {
             store: {
@@ -611,6 +615,7 @@ export class Gateway {
     );
     await step("broker", () => this.broker?.stop());
     await step("models", () => this.registry?.close());
+    await step("inference", () => this.backend.close?.());
     await step("store", () => this.store?.close());
     this.metrics?.stop();
     this.loop.stop();

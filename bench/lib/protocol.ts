@@ -4,6 +4,10 @@ export interface RunPlan {
   /** Broker to publish to. */
   url: string;
   assets: number;
+  /** Signals per row (the model's 4 and others). */
+  signals: number;
+  /** First topic level: rows go to `<topicRoot>/<asset>/row` ("plant" for Vigil and Node-RED). */
+  topicRoot: string;
   t0Ms: number;
   /** Rows [rowFrom, rowTo) of every asset, round-major. */
   rowFrom: number;

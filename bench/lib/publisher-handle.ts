@@ -4,7 +4,7 @@
  */
 
 import { fork, type ChildProcess } from "node:child_process";
-import path from "node:path";
+import { compiled } from "./paths.js";
 import { nowMs } from "./clock.js";
 import type { FromChild, RunPlan, ToChild } from "./protocol.js";
 
@@ -35,9 +35,9 @@ export class PublisherHandle {
   }
 
   static async start(): Promise<PublisherHandle> {
-    const file = path.join(import.meta.dirname, "..", "publisher.ts");
+    const file = compiled("publisher.js");
     const child = fork(file, [], {
-      execArgv: ["--import", "tsx"],
+      execArgv: [],
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });

@@ -4,8 +4,10 @@
  *
  * Traffic: A assets (`pump-0001`, ...), each publishing one row per second of event time on
  * `plant/<asset>/row`, `{"ts": <epoch ms>, "values": {temperature, vibration, pressure,
- * current}}` (QoS 0), values from the demo plant's physics (`src/demo/plant-physics.ts`), so
- * the model sees realistic inputs and some pumps raise alerts. Row r of every asset has
+ * current, aux01, ...}}` (QoS 0): S signals, the model's four from the demo plant's physics
+ * (`src/demo/plant-physics.ts`), so the model sees realistic inputs and some pumps raise
+ * alerts, and S − 4 more that no model reads (a site's other sensors: they are decoded,
+ * validated and counted, then left out). Row r of every asset has
  * ts = t0 + r·1000, with t0 a multiple of the model's hop: sending is round by round (row r of
  * every asset, then row r+1). Event time is chosen by the publisher, so windows close
  * deterministically, whatever the wall clock does.
@@ -35,8 +37,8 @@ export function assetName(i: number): string {
   return `pump-${String(i + 1).padStart(4, "0")}`;
 }
 
-export function rowTopic(asset: string): string {
-  return `plant/${asset}/row`;
+export function rowTopic(asset: string, root = "plant"): string {
+  return `${root}/${asset}/row`;
 }
 
 /** Whether row r (ts = t0 + r·ROW_MS) closes a window, given that row 0 was the asset's first. */
@@ -59,6 +61,8 @@ export class PayloadSource {
   constructor(
     readonly assets: number,
     readonly t0Ms: number,
+    /** Signals per row, at least the model's 4. */
+    readonly signals = 4,
     seed = 7,
   ) {
     this.machines = Array.from({ length: assets }, (_, i) =>
@@ -72,14 +76,16 @@ export class PayloadSource {
     if (!machine) throw new RangeError(`no asset ${asset}`);
     const v = sample(machine, ts);
     const r3 = (x: number): number => Math.round(x * 1000) / 1000;
-    return JSON.stringify({
-      ts,
-      values: {
-        temperature: r3(v.temperature),
-        vibration: r3(v.vibration),
-        pressure: r3(v.pressure),
-        current: r3(v.current),
-      },
-    });
+    const values: Record<string, number> = {
+      temperature: r3(v.temperature),
+      vibration: r3(v.vibration),
+      pressure: r3(v.pressure),
+      current: r3(v.current),
+    };
+    for (let k = 1; k <= this.signals - 4; k++) {
+      // Other sensors of the site: plausible, deterministic, read by no model.
+      values[`aux${String(k).padStart(2, "0")}`] = r3(50 + 10 * Math.sin((row + asset * 7) * 0.1 + k));
+    }
+    return JSON.stringify({ ts, values });
   }
 }

@@ -164,6 +164,28 @@ export class Metrics implements BatchObserver {
           value: 1,
         })),
     );
+    readGauge(
+      r,
+      "vigil_model_provider_attempt",
+      "1 per execution provider tried for a serving model (src/inference/providers.ts); outcome: selected, unavailable, load-failed, self-test-failed, slower, not-tried. The reason is in /api/status.",
+      ["model", "version", "provider", "outcome"],
+      () =>
+        status().models.flatMap((m) =>
+          (m.providers ?? []).map((a) => ({
+            labels: { model: m.name, version: m.version, provider: a.provider, outcome: a.outcome },
+            value: 1,
+          })),
+        ),
+    );
+    readCounter(
+      r,
+      "vigil_inference_worker_restarts_total",
+      "Inference worker threads that died and were replaced (0 when inference runs on the main thread).",
+      [],
+      () => [
+        { labels: {}, value: (status().inference?.pool as { restarts?: number } | undefined)?.restarts ?? 0 },
+      ],
+    );
     readCounter(
       r,
       "vigil_alerts_total",

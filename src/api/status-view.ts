@@ -9,6 +9,7 @@
  * waiting to be delivered (records and the age of the oldest).
  */
 
+import type { ProviderAttempt, ProviderSelection } from "../inference/providers.js";
 import type { PipelineStats } from "../pipeline/pipeline.js";
 import type { RecordKind } from "../store/types.js";
 import type { StorageStatus } from "../store/housekeeper.js";
@@ -24,6 +25,10 @@ export interface ModelView {
   version: string;
   state: string;
   provider?: string;
+  /** Why `provider` serves; every provider tried and why it does not serve (src/inference/providers.ts). */
+  providerReason?: string;
+  providers?: ProviderAttempt[];
+  warmup?: ProviderSelection["warmup"];
   error?: string;
 }
 
@@ -77,6 +82,8 @@ export interface StatusView {
   /** Disk use, limits and time left (store-and-forward). */
   storage?: StorageStatus;
   sync: { destinations: SyncDestinationView[] };
+  /** Worker threads running inference (0: the main thread) and the pool's figures. */
+  inference?: { workers: number; pool: unknown };
   alerts: ActiveAlertView[];
   dataLoss: DataLossLedger;
   counters?: {

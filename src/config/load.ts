@@ -137,6 +137,13 @@ function addFormats(): void {
       },
       coerce: parseJsonIfString,
     },
+    workers: {
+      validate(v: unknown) {
+        if (v !== "auto" && !(typeof v === "number" && Number.isInteger(v) && v >= 0))
+          fail('must be "auto" or an integer >= 0');
+      },
+      coerce: (v: unknown) => (typeof v === "string" && /^\d+$/.test(v.trim()) ? Number(v) : v),
+    },
     providers: {
       validate(v: unknown) {
         if (v === "auto") return;

@@ -281,16 +281,61 @@ export const schema = {
   },
   inference: {
     executionProviders: leaf(
-      "`auto`, or an ordered list of execution providers to try (`cpu`, `webgpu`, `cuda`, `tensorrt`). This version runs `cpu`.",
+      "`auto`, or an ordered list of execution providers to try (`tensorrt`, `cuda`, `coreml`, `dml`, `webgpu`, `cpu`). `auto` tries TensorRT, CUDA, the platform's own (CoreML on macOS, DirectML on Windows), WebGPU, then CPU. A provider serves a model only if the model loads on it and its package's self-test passes on it; the status says which serves and why each other one does not (docs/accelerators.md).",
       "providers",
       "auto",
     ),
+    providerBenchmark: leaf(
+      "When several providers pass a model's self-test, time each at the serving batch (`warmupRuns` + `benchmarkRuns`) and serve the fastest (small models are often faster on the CPU); `false` serves the first that passes, in the order given.",
+      Boolean,
+      true,
+    ),
+    workers: leaf(
+      "Worker threads that own the ONNX Runtime sessions and run inference off the main thread; `auto` = cores − 1 (at least 1, at most 4); `0` runs inference on the main thread (for comparison; a long inference then stalls MQTT).",
+      "workers",
+      "auto",
+    ),
     maxBatch: leaf("Most windows of one model in one inference call.", "positive-int", 64),
+    maxDelayMs: leaf(
+      "Dynamic batching: how long a window may wait for others to fill its batch; 0 = batch only what arrives in the same event-loop turn. Batches also grow on their own while earlier ones are inferred (at most 4 batches per worker and model at once).",
+      "nat",
+      2,
+    ),
+    maxQueuedWindows: leaf(
+      "Windows of one model waiting for inference, at most (about 1 KiB each); beyond it the oldest waiting window is dropped and counted (`overload`, `dropped.queue_full`).",
+      "positive-int",
+      100_000,
+    ),
+    maxQueuedWindowsPerAsset: leaf(
+      "Windows of one asset and model waiting for inference, at most; beyond it that asset's oldest waiting window is dropped and counted (`dropped.asset_backlog`): the newest data wins, and one flooding asset cannot take the whole queue from the others. Large enough that a recorded file replayed at full speed (`vigil replay --rate 0`) into a model that keeps up loses nothing.",
+      "positive-int",
+      5_000,
+    ),
     intraOpThreads: leaf("ONNX Runtime intra-op threads per session; 0 = ONNX Runtime's default.", "nat", 1),
+    interOpThreads: leaf(
+      "ONNX Runtime inter-op threads per session (sessions run sequentially, so 1 suffices); 0 = ONNX Runtime's default.",
+      "nat",
+      1,
+    ),
     graphOptimizationLevel: leaf(
       "ONNX Runtime graph optimisation level.",
       ["disabled", "basic", "extended", "all"],
       "all",
+    ),
+    optimizedModelCache: leaf(
+      "Keep the graph ONNX Runtime optimised for the CPU in `<dataDir>/cache/ort/` and load it, unoptimised, on the next start (keyed by the model's SHA-256, the ONNX Runtime version, the level and the CPU model; the self-test still runs on it).",
+      Boolean,
+      true,
+    ),
+    warmupRuns: leaf(
+      "Untimed inference runs at the serving batch before a model serves (ONNX Runtime allocates and tunes on its first runs).",
+      "nat",
+      10,
+    ),
+    benchmarkRuns: leaf(
+      "Timed runs at the serving batch, per provider, for `providerBenchmark` (and once on the serving provider, for the status).",
+      "nat",
+      30,
     ),
   },
   outputs: {

@@ -84,9 +84,18 @@ export interface VigilConfig {
   };
   inference: {
     executionProviders: "auto" | string[];
+    providerBenchmark: boolean;
+    workers: "auto" | number;
     maxBatch: number;
+    maxDelayMs: number;
+    maxQueuedWindows: number;
+    maxQueuedWindowsPerAsset: number;
     intraOpThreads: number;
+    interOpThreads: number;
     graphOptimizationLevel: "disabled" | "basic" | "extended" | "all";
+    optimizedModelCache: boolean;
+    warmupRuns: number;
+    benchmarkRuns: number;
   };
   outputs: { predictionsQos: 0 | 1 | 2; alertsQos: 1 | 2; statusIntervalMs: number };
   store: { path: string; synchronous: "full" | "normal"; integrityCheck: boolean };

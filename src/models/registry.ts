@@ -20,6 +20,7 @@ import path from "node:path";
 import type { PackageError } from "../errors.js";
 import { errorMessage } from "../errors.js";
 import type { InferenceBackend, SessionOptions } from "../inference/ort.js";
+import { describeSelection, type ProviderSelection } from "../inference/providers.js";
 import type { Logger } from "../system/logger.js";
 import type { LoadedModel } from "./package.js";
 import { loadPackage, readManifest } from "./package.js";
@@ -33,6 +34,8 @@ export interface PackageStatus {
   dir: string;
   state: PackageState;
   provider?: string;
+  /** Why `provider` serves and why every other provider does not (serving packages). */
+  selection?: ProviderSelection;
   error?: string;
   errorCode?: string;
   errorField?: string;
@@ -123,11 +126,22 @@ export class ModelRegistry {
         dir: best.dir,
         state: "serving",
         provider: best.session.provider,
+        ...(best.selection ? { selection: best.selection } : {}),
       });
       this.log.info(
-        { model: best.key, provider: best.session.provider, dir: best.dir },
-        `model ${best.key} serving (self-test passed)`,
+        {
+          model: best.key,
+          provider: best.session.provider,
+          dir: best.dir,
+          ...(best.selection ? { providers: describeSelection(best.selection) } : {}),
+        },
+        `model ${best.key} serving on ${best.session.provider} (self-test passed${best.selection ? `: ${best.selection.reason}` : ""})`,
       );
+      if (best.selection?.warmup?.error)
+        this.log.warn(
+          { model: best.key, batch: best.selection.warmup.batch, err: best.selection.warmup.error },
+          "warm-up at the serving batch failed; batches of that size will fail",
+        );
       for (const r of rest) {
         statuses.push({
           name,

@@ -16,6 +16,9 @@
  *  5. `onnx`       ONNX Runtime loads the model (only with `load`).
  *  6. `tensors`    input and output names and shapes match the manifest.
  *  7. `selfTest`   every case reproduces its outputs; the time per window is measured.
+ *  Steps 5–7 pass on the execution provider chosen as at start-up (src/inference/providers.ts:
+ *  the first, or the fastest, that loads the model and passes 6 and 7); they fail with the
+ *  most telling provider's error, naming every other provider's.
  * With `stopAtFirstFailure` the steps after a failure are not run (and not listed). Without
  * it, every step that can still run does (the ONNX steps need a valid manifest and files).
  * Never throws for a bad package; the result's `model` (a loaded, servable model) is set only
@@ -31,7 +34,7 @@ import { formatManifestErrors, validateManifest } from "./manifest.js";
 import type { Manifest } from "./manifest-types.js";
 import { inputShape } from "./manifest-types.js";
 import { manifestTrial, type TrialCriteria } from "./ota/requests.js";
-import { checkTensors, runSelfTest, sha256File, type LoadedModel } from "./package.js";
+import { openModel, sha256File, type LoadedModel } from "./package.js";
 import { SIGNATURE_FILE, checkSignature, type TrustedKey } from "./signing.js";
 
 export type CheckStep =
@@ -222,57 +225,54 @@ export async function verifyPackageDir(dir: string, options: VerifyOptions): Pro
   // 5–7. ONNX
   if (options.load && manifest && filesOk) {
     const { backend, sessionOptions } = options.load;
-    let session: ModelSession | undefined;
+    // Steps 5–7 run on each execution provider in turn (src/inference/providers.ts): a
+    // provider serves only if the model loads on it and its tensors and self-test pass there.
+    const m = manifest;
+    let model: LoadedModel;
     try {
-      session = await backend.createSession(path.join(dir, manifest.modelFile), sessionOptions);
-      pass("onnx", `loaded ${manifest.modelFile} on ${session.provider}`);
-    } catch (err) {
-      fail({
-        step: "onnx",
-        code: "PACKAGE_ONNX_LOAD",
-        detail: errorMessage(err),
-        field: `files[${JSON.stringify(manifest.modelFile)}]`,
-      });
-      return result;
-    }
-    try {
-      const { maxBatch, scalarOutputs } = checkTensors(manifest, session);
-      pass(
-        "tensors",
-        `input ${manifest.input.tensor} [batch,${inputShape(manifest.input).join(",")}]; outputs ${manifest.outputs.map((o) => o.tensor).join(", ")}`,
-      );
-      await runSelfTest(manifest, session);
-      const ms = await timePerWindow(manifest, session);
-      result.selfTestMsPerWindow = ms;
-      pass("selfTest", `${manifest.selfTest.length} case(s) reproduced; ${ms.toFixed(3)} ms per window`);
-      const ok = checks.every((c) => c.ok);
-      if (ok) {
-        result.model = {
-          key: `${manifest.name}@${manifest.version}`,
-          manifest,
-          dir,
-          session,
-          maxBatch,
-          scalarOutputs,
-        };
-        result.ok = true;
-        return result;
-      }
+      model = await openModel(dir, m, backend, sessionOptions);
     } catch (err) {
       const e = err as PackageError;
-      const step: CheckStep = e.code === "PACKAGE_SELFTEST_FAILED" ? "selfTest" : "tensors";
+      const step: CheckStep =
+        e.code === "PACKAGE_SELFTEST_FAILED"
+          ? "selfTest"
+          : e.code === "PACKAGE_TENSOR_MISMATCH"
+            ? "tensors"
+            : "onnx";
+      if (step !== "onnx") pass("onnx", `loaded ${m.modelFile}`);
+      if (step === "selfTest") pass("tensors", tensorsText(m));
       fail({
         step,
-        code: e.code ?? "PACKAGE_INVALID",
+        code: e.code ?? "PACKAGE_ONNX_LOAD",
         detail: errorMessage(err),
         ...(e.field ? { field: e.field } : {}),
       });
+      return result;
+    }
+    const { session } = model;
+    pass("onnx", `loaded ${m.modelFile} on ${session.provider} (${model.selection?.reason ?? "loaded"})`);
+    pass("tensors", tensorsText(m));
+    try {
+      const ms = await timePerWindow(m, session);
+      result.selfTestMsPerWindow = ms;
+      pass("selfTest", `${m.selfTest.length} case(s) reproduced; ${ms.toFixed(3)} ms per window`);
+    } catch (err) {
+      fail({ step: "selfTest", code: "PACKAGE_SELFTEST_FAILED", detail: errorMessage(err) });
+    }
+    if (checks.every((c) => c.ok)) {
+      result.model = model;
+      result.ok = true;
+      return result;
     }
     await session.release().catch(() => undefined);
     return result;
   }
   result.ok = checks.length > 0 && checks.every((c) => c.ok) && manifest !== undefined && filesOk;
   return result;
+}
+
+function tensorsText(manifest: Manifest): string {
+  return `input ${manifest.input.tensor} [batch,${inputShape(manifest.input).join(",")}]; outputs ${manifest.outputs.map((o) => o.tensor).join(", ")}`;
 }
 
 /** Median time of a batch-1 run on the first self-test input (or zeros), after a warm-up. */

@@ -62,6 +62,8 @@ export interface PipelineOptions {
   maxBatch: number;
   /** Windows waiting per model before the oldest is dropped. */
   maxQueuedWindows: number;
+  /** Dynamic batching and per-asset bound (src/inference/batcher.ts); absent: end-of-turn batches, one at a time. */
+  batching?: { maxDelayMs: number; maxQueuedPerAsset: number; maxInFlight: number };
   rejectLogIntervalMs: number;
   /** Told about every inference call (metrics). */
   observer?: BatchObserver;
@@ -179,6 +181,7 @@ export class Pipeline {
         gatewayId: this.options.gatewayId,
         maxBatch: this.options.maxBatch,
         maxQueued: this.options.maxQueuedWindows,
+        ...this.options.batching,
         // Metrics count what serves; a shadow's batches are the trial's business.
         ...(this.options.observer && !shadow ? { observer: this.options.observer } : {}),
         shadow,

@@ -1,19 +1,20 @@
 /**
  * One serving model's inference stage: windows in, committed and published records out.
  *
- * Contract: `enqueue` takes a preprocessed window; windows are batched (up to the model's
- * and the config's max batch): those of one turn of the event loop, and, while a batch runs,
- * all that arrive meanwhile, so a burst of messages becomes one ONNX Runtime call and a slow
- * model catches up in full batches. Batches of one model run one after another, so predictions
- * of an asset come out in the order its windows were emitted. For each batch, in order:
- * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
- * every prediction and alert event, and the new rule states, committed to the store in ONE
- * transaction; then the stored records handed to the sink (publish). A batch whose commit
- * fails (disk full, I/O error) goes to the sink's `uncommitted` instead: published locally
- * without a seq and counted in the data-loss ledger, since it will never reach the cloud.
- * Overload: at most `maxQueued` windows wait; beyond that the oldest waiting window is
- * dropped and counted (`overload`). Failures (inference, store) are counted and logged;
- * they never stop later batches.
+ * Contract: `enqueue` takes a preprocessed window; windows of every asset are batched by the
+ * dynamic batcher (src/inference/batcher.ts: up to the model's and the config's max batch,
+ * waiting at most `maxDelayMs`, up to `maxInFlight` batches inferred at once — while they run,
+ * the windows that arrive meanwhile queue up, so a slow model catches up in full batches) and
+ * the results come back in the order the windows were emitted, so predictions of an asset come
+ * out in order. For each run of finished batches, in order: outputs decoded; the manifest's
+ * alert rules evaluated per asset with hysteresis; every prediction and alert event, and the
+ * new rule states, committed to the store in ONE transaction (at most one full batch of
+ * windows); then the stored records handed to the sink (publish). A commit that fails (disk
+ * full, I/O error) goes to the sink's `uncommitted` instead: published locally without a seq
+ * and counted in the data-loss ledger, since it will never reach the cloud. Overload (the
+ * batcher's policy): beyond `maxQueuedPerAsset` windows of one asset, or `maxQueued` in all,
+ * the oldest waiting window is dropped and counted (`overload`, and by reason in `dropped`).
+ * Failures (inference, store) are counted and logged; they never stop later batches.
  * Monitors (model updates: probation, shadow trials) see every batch's decoded outputs and
  * latency, or its inference failure, before the commit; a monitor that throws is logged and
  * ignored. A *shadow* runner (`options.shadow`) stops there: it evaluates no alert rules,
@@ -21,6 +22,7 @@
  */
 
 import type { RuleState } from "../alerts/rules.js";
+import { DynamicBatcher, type Finished } from "../inference/batcher.js";
 import { evaluateRules, parseRuleState } from "../alerts/rules.js";
 import { errorMessage } from "../errors.js";
 import { inputShape } from "../models/manifest-types.js";
@@ -56,6 +58,8 @@ export interface RunnerCounters {
   windowsLostInference: number;
   windowsLostStore: number;
   overload: number;
+  /** Windows dropped under overload, by reason (`asset_backlog`, `queue_full`). */
+  dropped: Record<string, number>;
   nonFiniteOutputs: number;
   inferenceMsTotal: number;
   lastInferenceMs: number;
@@ -90,6 +94,7 @@ export function newRunnerCounters(): RunnerCounters {
     windowsLostInference: 0,
     windowsLostStore: 0,
     overload: 0,
+    dropped: {},
     nonFiniteOutputs: 0,
     inferenceMsTotal: 0,
     lastInferenceMs: 0,
@@ -103,15 +108,22 @@ export interface RunnerOptions {
   observer?: BatchObserver;
   /** A candidate beside the serving version: outputs go to monitors only (see header). */
   shadow?: boolean;
+  /** Dynamic batching and overload (src/inference/batcher.ts); defaults: 0 ms, unbounded per asset, 1. */
+  maxDelayMs?: number;
+  maxQueuedPerAsset?: number;
+  maxInFlight?: number;
+}
+
+/** One batch's inference result, as the batcher hands it back. */
+interface Inferred {
+  decoded: Record<string, OutputValue>[];
+  elapsedMs: number;
 }
 
 export class ModelRunner {
   readonly counters: RunnerCounters = newRunnerCounters();
 
-  private queue: PendingWindow[] = [];
-  private scheduled = false;
-  private pumping = false;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly batcher: DynamicBatcher<PendingWindow, Inferred>;
   private readonly maxBatch: number;
   /** Rule states by `asset \0 rule`. */
   private readonly ruleStates = new Map<string, Map<string, RuleState>>();
@@ -125,6 +137,29 @@ export class ModelRunner {
     private readonly log: Logger,
   ) {
     this.maxBatch = Math.max(1, Math.min(options.maxBatch, model.maxBatch));
+    this.batcher = new DynamicBatcher(
+      {
+        maxBatch: this.maxBatch,
+        maxDelayMs: options.maxDelayMs ?? 0,
+        maxQueued: options.maxQueued,
+        maxQueuedPerAsset: options.maxQueuedPerAsset ?? Number.POSITIVE_INFINITY,
+        maxInFlight: options.maxInFlight ?? 1,
+        // Finished batches are committed together, up to one full batch per transaction: small
+        // batches share a commit (and its fsync); a commit never stalls the loop for more.
+        maxDeliveryItems: this.maxBatch,
+      },
+      (item) => item.asset,
+      (items) => this.infer(items),
+      (finished) => this.deliver(finished),
+      {
+        onDrop: (_item, reason) => {
+          this.counters.overload++;
+          this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+        },
+        onDeliverError: (err) =>
+          this.log.error({ model: this.model.key, err: errorMessage(err) }, "batch failed; windows dropped"),
+      },
+    );
   }
 
   /** Restores persisted rule states of this model (by name: they survive upgrades of the version). */
@@ -154,45 +189,12 @@ export class ModelRunner {
 
   enqueue(item: PendingWindow): void {
     this.counters.windowsQueued++;
-    this.queue.push(item);
-    if (this.queue.length > this.options.maxQueued) {
-      this.queue.shift();
-      this.counters.overload++;
-    }
-    if (this.queue.length >= this.maxBatch) {
-      this.flush();
-    } else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        this.flush();
-      });
-    }
+    this.batcher.push(item);
   }
 
   /** Windows waiting for inference. */
   get queued(): number {
-    return this.queue.length;
-  }
-
-  private flush(): void {
-    if (this.pumping || this.queue.length === 0) return;
-    this.pumping = true;
-    this.chain = this.chain.then(() => this.pump());
-  }
-
-  /** Runs batches while windows wait; a batch takes what has queued up by the time it starts. */
-  private async pump(): Promise<void> {
-    try {
-      while (this.queue.length > 0) {
-        const items = this.queue.splice(0, this.maxBatch);
-        await this.runBatch(items).catch((err: unknown) => {
-          this.log.error({ model: this.model.key, err: errorMessage(err) }, "batch failed; windows dropped");
-        });
-      }
-    } finally {
-      this.pumping = false;
-    }
+    return this.batcher.queued;
   }
 
   /**
@@ -200,12 +202,7 @@ export class ModelRunner {
    * for the old version's windows, so an asset's predictions stay in order across a swap).
    */
   startAfter(previous: Promise<unknown>): void {
-    this.chain = this.chain
-      .then(() => previous)
-      .then(
-        () => undefined,
-        () => undefined,
-      );
+    this.batcher.holdUntil(previous);
   }
 
   private notify(call: (m: RunnerMonitor) => void): void {
@@ -220,44 +217,66 @@ export class ModelRunner {
 
   /** Runs everything queued so far; resolves when it is committed and handed to the sink. */
   async drain(): Promise<void> {
-    this.flush();
-    await this.chain;
+    await this.batcher.drain();
   }
 
-  private async runBatch(items: PendingWindow[]): Promise<void> {
+  /** One batch's inference (runs while other batches are inferred or committed). */
+  private async infer(items: PendingWindow[]): Promise<Inferred> {
     const { manifest, session } = this.model;
     const per = items[0]?.input.length ?? 0;
     const data = new Float32Array(per * items.length);
     items.forEach((item, i) => data.set(item.input, i * per));
     const shape = [items.length, ...inputShape(manifest.input)];
     const started = performance.now();
-    let decoded: Record<string, OutputValue>[];
-    try {
-      const tensors = await session.run(manifest.input.tensor, data, shape);
-      decoded = decodeOutputs(manifest.outputs, tensors, items.length);
-    } catch (err) {
-      this.counters.inferenceErrors++;
-      this.counters.windowsLostInference += items.length;
-      this.log.error(
-        { model: this.model.key, batch: items.length, err: errorMessage(err), shadow: this.options.shadow },
-        "inference failed; batch dropped",
-      );
-      this.notify((m) => m.failed(items, err));
-      return;
-    }
+    const tensors = await session.run(manifest.input.tensor, data, shape);
+    // Read at once: with several batches in flight it is this call's (ModelSession.lastRunMs).
     const elapsedMs = session.lastRunMs ?? performance.now() - started;
-    this.counters.batches++;
-    this.counters.batchItems += items.length;
-    this.counters.inferenceMsTotal += elapsedMs;
-    this.counters.lastInferenceMs = elapsedMs;
-    this.notify((m) => m.batch(items, decoded, elapsedMs));
-    if (this.options.shadow === true) {
-      for (const outputs of decoded)
-        if (Object.values(outputs).some((v) => v === null)) this.counters.nonFiniteOutputs++;
-      this.counters.predictions += items.length;
-      return;
+    return { decoded: decodeOutputs(manifest.outputs, tensors, items.length), elapsedMs };
+  }
+
+  /** Finished batches in emission order: failures counted, the rest committed together. */
+  private deliver(finished: Finished<PendingWindow, Inferred>[]): void {
+    const items: PendingWindow[] = [];
+    const decoded: Record<string, OutputValue>[] = [];
+    for (const f of finished) {
+      if (!f.ok) {
+        this.counters.inferenceErrors++;
+        this.counters.windowsLostInference += f.items.length;
+        this.log.error(
+          {
+            model: this.model.key,
+            batch: f.items.length,
+            err: errorMessage(f.error),
+            shadow: this.options.shadow,
+          },
+          "inference failed; batch dropped",
+        );
+        const failedItems = f.items;
+        this.notify((m) => m.failed(failedItems, f.error));
+        continue;
+      }
+      const { decoded: outputs, elapsedMs } = f.result;
+      this.counters.batches++;
+      this.counters.batchItems += f.items.length;
+      this.counters.inferenceMsTotal += elapsedMs;
+      this.counters.lastInferenceMs = elapsedMs;
+      const batchItems = f.items;
+      this.notify((m) => m.batch(batchItems, outputs, elapsedMs));
+      if (this.options.shadow === true) {
+        for (const o of outputs)
+          if (Object.values(o).some((v) => v === null)) this.counters.nonFiniteOutputs++;
+        this.counters.predictions += f.items.length;
+        continue;
+      }
+      this.options.observer?.batch(this.model.key, f.items.length, elapsedMs);
+      items.push(...f.items);
+      decoded.push(...outputs);
     }
-    this.options.observer?.batch(this.model.key, items.length, elapsedMs);
+    if (items.length > 0) this.record(items, decoded);
+  }
+
+  private record(items: PendingWindow[], decoded: Record<string, OutputValue>[]): void {
+    const { manifest } = this.model;
 
     const records: NewRecord[] = [];
     const stateUpdates = new Map<string, AlertStateRow>();

@@ -164,6 +164,15 @@ describe("metrics, health, live feed and dashboard files", () => {
     expect(
       samples.find((s) => s.name === "vigil_model_info" && s.labels.model === "count-ntc-zscore")?.labels,
     ).toMatchObject({ version: "1.0.0", state: "serving", provider: status.models[0]?.provider });
+    // every provider tried, with its outcome (the reasons are in the status)
+    const attempts = samples.filter(
+      (s) => s.name === "vigil_model_provider_attempt" && s.labels.model === "count-ntc-zscore",
+    );
+    expect(attempts.map((s) => `${s.labels.provider}:${s.labels.outcome}`)).toEqual(
+      (status.models[0]?.providers ?? []).map((a) => `${a.provider}:${a.outcome}`),
+    );
+    expect(attempts.some((s) => s.labels.outcome === "selected")).toBe(true);
+    expect(value(samples, "vigil_inference_worker_restarts_total")).toBe(0);
     // alerts by severity
     expect(value(samples, "vigil_alerts_total", { severity: "warning", state: "raised" })).toBe(1);
     expect(value(samples, "vigil_alerts_active", { severity: "warning" })).toBe(1);
