@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "coverage/", "**/*.mjs", "docs/", "models/"] },
+  { ignores: ["dist/", "node_modules/", "coverage/", "**/*.mjs", "docs/", "models/", "bench/.build/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -23,5 +23,31 @@ export default tseslint.config(
   {
     files: ["eslint.config.js"],
     ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    // The dashboard's browser script (served as is, no build step).
+    files: ["src/api/dashboard/**/*.js"],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      sourceType: "script",
+      parserOptions: { projectService: false },
+      globals: Object.fromEntries(
+        [
+          "window",
+          "document",
+          "location",
+          "history",
+          "sessionStorage",
+          "EventSource",
+          "fetch",
+          "requestAnimationFrame",
+          "setTimeout",
+          "clearTimeout",
+          "CSS",
+          "URLSearchParams",
+          "uPlot",
+        ].map((name) => [name, "readonly"]),
+      ),
+    },
   },
 );

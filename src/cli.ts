@@ -11,12 +11,13 @@ import { loadConfig } from "./config/load.js";
 import type { VigilConfig } from "./config/types.js";
 import { runDemo } from "./demo/demo.js";
 import { ConfigError, VigilError, errorMessage } from "./errors.js";
-import { Gateway } from "./gateway.js";
 import { createLogger, type Logger } from "./system/logger.js";
 import { VERSION } from "./system/version.js";
 import { runBatch, type DataFormat } from "./tools/batch.js";
 import { ProgressBar } from "./tools/progress.js";
 import { runReplay } from "./tools/replay.js";
+import { DeadletterUsageError, runDeadletter } from "./sync/deadletter-cli.js";
+import { MODELS_USAGE, ModelsUsageError, runModels } from "./tools/models.js";
 
 const EXIT_OK = 0;
 const EXIT_FAIL = 1;
@@ -25,6 +26,8 @@ const EXIT_USAGE = 2;
 interface Command {
   summary: string;
   usage: string;
+  /** More lines for `--help` (what the options mean, exit codes). */
+  details?: string;
   options: NonNullable<ParseArgsConfig["options"]>;
   run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
 }
@@ -87,15 +90,58 @@ const commands: Record<string, Command> = {
     summary: "run the gateway daemon",
     usage: "vigil run --config FILE",
     options: { config: { type: "string", short: "c" } },
+    details: [
+      "signals: SIGTERM/SIGINT stop gracefully (a second one exits at once), SIGHUP reloads the",
+      "reloadable keys of --config, SIGUSR2 toggles debug logging. Under systemd (Type=notify) it",
+      "sends READY, WATCHDOG, STATUS and STOPPING. Exit codes: 0 stopped cleanly, 1 failed or",
+      "shutdown overran service.stopTimeoutMs, 2 usage, 130/143 second signal.",
+    ].join("\n"),
     async run(values) {
-      const config = loadConfig({ file: required(values, "config") });
-      const log = logFor(config);
-      const gateway = new Gateway(config, log);
-      const stop = onSignals(log);
-      await gateway.start();
-      await stop;
-      await gateway.stop();
-      return EXIT_OK;
+      const configFile = required(values, "config");
+      const config = loadConfig({ file: configFile });
+      // Loaded on demand: the service pulls in the whole gateway, metrics and dashboard.
+      const { runService } = await import("./system/service.js");
+      const code = await runService({ configFile, config, log: logFor(config) });
+      // A shutdown that overran its budget left work behind that must not hold the exit.
+      if (code !== EXIT_OK) process.exit(code);
+      return code;
+    },
+  },
+  status: {
+    summary: "what a running agent is doing, from its local API",
+    usage: "vigil status [--url URL | --config FILE] [--token TOKEN] [--json] [--timeout MS]",
+    details: [
+      "--url      the agent's local API (default http://127.0.0.1:8080, or http.host/port of --config)",
+      "--config   read the API address and token from this configuration file",
+      "--token    bearer token (default: http.token of --config, or VIGIL_HTTP_TOKEN)",
+      "--json     print /api/status as JSON instead of the summary",
+      "--timeout  give up after this many ms (default 5000)",
+      "Exit codes: 0 ready, 1 unreachable or failed, 2 usage, 3 running but not ready.",
+    ].join("\n"),
+    options: {
+      url: { type: "string" },
+      config: { type: "string", short: "c" },
+      token: { type: "string" },
+      json: { type: "boolean" },
+      timeout: { type: "string" },
+    },
+    async run(values) {
+      const { apiBaseUrl, runStatus } = await import("./tools/status.js");
+      let url = typeof values.url === "string" ? values.url : undefined;
+      let token = typeof values.token === "string" ? values.token : process.env.VIGIL_HTTP_TOKEN;
+      if (typeof values.config === "string") {
+        const config = loadConfig({ file: values.config });
+        url ??= apiBaseUrl(config.http.host, config.http.port);
+        if (!token && config.http.token) token = config.http.token;
+      }
+      url ??= "http://127.0.0.1:8080";
+      if (!URL.canParse(url)) throw new UsageError(`--url must be a URL, got "${url}"`);
+      return runStatus({
+        url,
+        ...(token ? { token } : {}),
+        json: values.json === true,
+        timeoutMs: numberOption(values, "timeout", 5_000),
+      });
     },
   },
   demo: {
@@ -212,6 +258,61 @@ const commands: Record<string, Command> = {
       return EXIT_OK;
     },
   },
+  deadletter: {
+    summary: "list, retry or drop records a cloud destination refused",
+    usage:
+      "vigil deadletter list|retry|drop --config FILE [--destination NAME] [--id ID ...] [--all] [--json]",
+    options: {
+      config: { type: "string", short: "c" },
+      destination: { type: "string" },
+      id: { type: "string", multiple: true },
+      all: { type: "boolean" },
+      json: { type: "boolean" },
+    },
+    async run(values, positionals) {
+      const [action, ...extra] = positionals;
+      if (action !== "list" && action !== "retry" && action !== "drop")
+        throw new UsageError(`expected list, retry or drop, got ${action ?? "nothing"}`);
+      if (extra.length > 0) throw new UsageError(`unexpected argument ${extra.join(" ")}`);
+      const config = loadConfig({ file: required(values, "config") });
+      const ids = (values as Record<string, unknown>).id;
+      try {
+        process.stdout.write(
+          runDeadletter(config, {
+            action,
+            ...(typeof values.destination === "string" ? { destination: values.destination } : {}),
+            ...(Array.isArray(ids) ? { ids: ids as string[] } : {}),
+            all: values.all === true,
+            json: values.json === true,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof DeadletterUsageError) throw new UsageError(err.message);
+        throw err;
+      }
+      return EXIT_OK;
+    },
+  },
+  models: {
+    summary: "model packages: keygen, sign, verify, pack, install (docs/ota.md)",
+    usage: MODELS_USAGE,
+    options: {
+      out: { type: "string" },
+      name: { type: "string" },
+      key: { type: "string", multiple: true },
+      config: { type: "string", short: "c" },
+      "no-onnx": { type: "boolean" },
+      "allow-downgrade": { type: "boolean" },
+    },
+    async run(values, positionals) {
+      try {
+        return await runModels(values as Record<string, unknown>, positionals, loadConfig);
+      } catch (err) {
+        if (err instanceof ModelsUsageError) throw new UsageError(err.message);
+        throw err;
+      }
+    },
+  },
 };
 
 function mainHelp(): string {
@@ -224,7 +325,8 @@ function mainHelp(): string {
     "commands:",
     ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     "",
-    "vigil <command> --help shows a command's options. Exit codes: 0 ok, 1 failed, 2 usage.",
+    "vigil <command> --help shows a command's options. Exit codes: 0 ok, 1 failed, 2 usage",
+    "(vigil status: 3 running but not ready). Reference: docs/cli.md.",
   ].join("\n");
 }
 
@@ -247,7 +349,10 @@ export async function main(argv: string[]): Promise<number> {
     const opts = Object.keys(command.options)
       .map((o) => `--${o}`)
       .join(" ");
-    process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\noptions: ${opts} --help\n`);
+    const details = command.details ? `\n${command.details}\n` : "";
+    process.stdout.write(
+      `${command.summary}\n\nusage: ${command.usage}\noptions: ${opts} --help\n${details}`,
+    );
     return EXIT_OK;
   }
   try {

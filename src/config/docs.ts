@@ -19,6 +19,7 @@ const FORMAT_NAMES: Record<string, string> = {
   subscriptions: "list of subscriptions",
   bindings: "list of bindings",
   providers: '"auto" or list of providers',
+  workers: '"auto" or integer >= 0',
   destinations: "list of destinations",
 };
 

@@ -15,6 +15,7 @@ import YAML from "yaml";
 import { ConfigError, errorMessage } from "../errors.js";
 import { isLoopback } from "../system/net.js";
 import { compileTemplate } from "../ingest/topics.js";
+import { destinationIssues } from "../sync/config.js";
 import { GATEWAY_ID_PATTERN, schema, schemaWithEnv, walkLeaves } from "./schema.js";
 import type { VigilConfig } from "./types.js";
 
@@ -136,6 +137,13 @@ function addFormats(): void {
       },
       coerce: parseJsonIfString,
     },
+    workers: {
+      validate(v: unknown) {
+        if (v !== "auto" && !(typeof v === "number" && Number.isInteger(v) && v >= 0))
+          fail('must be "auto" or an integer >= 0');
+      },
+      coerce: (v: unknown) => (typeof v === "string" && /^\d+$/.test(v.trim()) ? Number(v) : v),
+    },
     providers: {
       validate(v: unknown) {
         if (v === "auto") return;
@@ -147,20 +155,8 @@ function addFormats(): void {
     },
     destinations: {
       validate(v: unknown) {
-        if (!Array.isArray(v)) fail("must be a list of destinations");
-        v.forEach((d: unknown, i) => {
-          if (!isPlainObject(d)) fail(`[${i}] must be an object`);
-          if (d.type !== "http" && d.type !== "mqtt") fail(`[${i}].type must be "http" or "mqtt"`);
-          if (typeof d.url !== "string") fail(`[${i}].url must be a URL string`);
-          let url: URL;
-          try {
-            url = new URL(d.url);
-          } catch {
-            fail(`[${i}].url is not a valid URL`);
-          }
-          const ok = d.type === "http" ? ["http:", "https:"] : ["mqtt:", "mqtts:", "ws:", "wss:"];
-          if (!ok.includes(url.protocol)) fail(`[${i}].url must use ${ok.join(" or ")}`);
-        });
+        const issues = destinationIssues(v);
+        if (issues.length > 0) fail(issues.join("; "));
       },
       coerce: parseJsonIfString,
     },
@@ -313,6 +309,10 @@ function crossCheck(config: VigilConfig, issues: ConfigIssue[]): void {
     if (isPlainObject(d) && d.type === "http" && typeof d.tokenFile === "string") {
       const token = readSecret(d.tokenFile, `sync.destinations[${i}].tokenFile`, issues);
       if (token !== undefined) d.token = token;
+    }
+    if (isPlainObject(d) && d.type === "mqtt" && typeof d.passwordFile === "string") {
+      const password = readSecret(d.passwordFile, `sync.destinations[${i}].passwordFile`, issues);
+      if (password !== undefined) d.password = password;
     }
   });
 

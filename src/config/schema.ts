@@ -57,7 +57,7 @@ export const schema = {
   ),
   log: {
     level: leaf(
-      "Log level: trace, debug, info, warn, error, fatal or silent.",
+      "Log level: trace, debug, info, warn, error, fatal or silent. Reloadable (SIGHUP); SIGUSR2 toggles debug, `PUT /api/log-level` sets any level until the next restart.",
       ["trace", "debug", "info", "warn", "error", "fatal", "silent"],
       "info",
     ),
@@ -191,12 +191,12 @@ export const schema = {
       "models",
     ),
     trustedKeys: leaf(
-      "Paths of Ed25519 public keys (PEM, SPKI) allowed to sign packages (checked by over-the-air updates, which ship in a later release).",
+      "Paths of Ed25519 public keys (PEM, SPKI) allowed to sign packages installed over the air or with `vigil models install` (`vigil models keygen` makes a pair).",
       "string-array",
       [],
     ),
     requireSignature: leaf(
-      "Require a valid signature for packages installed over the air or with `vigil models install` (a later release). Packages in `models.dir` are trusted as shipped.",
+      "Require a `manifest.sig` that verifies with one of `models.trustedKeys` for packages installed over the air or with `vigil models install` (and check it again at every start). Packages in `models.dir` are trusted as shipped.",
       Boolean,
       true,
     ),
@@ -205,26 +205,144 @@ export const schema = {
       "bindings",
       [],
     ),
+    keepVersions: leaf(
+      "Previous versions of each model kept installed under `<dataDir>/models` beside the active one (for rollback); older installed versions are deleted. Shipped packages are never deleted.",
+      "nat",
+      3,
+    ),
+    ota: {
+      enabled: leaf(
+        "Accept model-update requests (`<baseTopic>/<gatewayId>/request/models/...` on the plant broker, and under the `topicPrefix` of every MQTT sync destination).",
+        Boolean,
+        true,
+      ),
+      maxResumes: leaf(
+        "How many times a restart takes an interrupted update up again before it is abandoned (and reported).",
+        "nat",
+        3,
+      ),
+      download: {
+        maxBytes: leaf(
+          "Largest package archive downloaded; a request's `size` lowers it.",
+          "positive-int",
+          268_435_456, // 256 MiB
+        ),
+        timeoutMs: leaf("Longest time one download attempt may take.", "positive-int", 600_000), // 10 minutes
+        idleTimeoutMs: leaf("Longest silence of the server during a download.", "positive-int", 30_000),
+        caFile: leaf("PEM file of extra CAs for https package URLs. Empty: system CAs.", String, ""),
+      },
+      extract: {
+        maxFiles: leaf("Most entries a package archive may hold.", "positive-int", 1_100),
+        maxBytes: leaf(
+          "Most bytes a package archive may expand to.",
+          "positive-int",
+          1_073_741_824, // 1 GiB
+        ),
+      },
+      retry: {
+        minDelayMs: leaf(
+          "First wait after a download failed for a reason that may pass (network, timeout, 408, 429, 5xx); doubles each time.",
+          "positive-int",
+          2_000,
+        ),
+        maxDelayMs: leaf("Longest wait between download attempts.", "positive-int", 300_000), // 5 minutes
+        giveUpAfterMs: leaf(
+          "Stop retrying a download after this long and answer with an error.",
+          "positive-int",
+          21_600_000, // 6 hours
+        ),
+      },
+      probation: {
+        windows: leaf(
+          "A newly active version is on probation for this many windows (or `durationMs`, whichever ends first).",
+          "positive-int",
+          100,
+        ),
+        durationMs: leaf("Longest probation.", "positive-int", 600_000), // 10 minutes
+        maxErrors: leaf(
+          "Windows lost to inference errors allowed in probation; one more rolls back.",
+          "nat",
+          0,
+        ),
+        maxNonFinite: leaf(
+          "Windows with a NaN or infinite output allowed in probation; one more rolls back.",
+          "nat",
+          0,
+        ),
+        latencyFactor: leaf(
+          "A batch is slow when it takes longer than this × the self-test time per window × its windows (and longer than `minLatencyMs`).",
+          "positive-number",
+          20,
+        ),
+        minLatencyMs: leaf("Batches faster than this are never slow.", "positive-int", 100),
+        slowBatches: leaf("Slow batches in a row that roll back.", "positive-int", 3),
+      },
+    },
   },
   inference: {
     executionProviders: leaf(
-      "`auto`, or an ordered list of execution providers to try (`cpu`, `webgpu`, `cuda`, `tensorrt`). This version runs `cpu`.",
+      "`auto`, or an ordered list of execution providers to try (`tensorrt`, `cuda`, `coreml`, `dml`, `webgpu`, `cpu`). `auto` tries TensorRT, CUDA, the platform's own (CoreML on macOS, DirectML on Windows), WebGPU, then CPU. A provider serves a model only if the model loads on it and its package's self-test passes on it; the status says which serves and why each other one does not (docs/accelerators.md).",
       "providers",
       "auto",
     ),
+    providerBenchmark: leaf(
+      "When several providers pass a model's self-test, time each at the serving batch (`warmupRuns` + `benchmarkRuns`) and serve the fastest (small models are often faster on the CPU); `false` serves the first that passes, in the order given.",
+      Boolean,
+      true,
+    ),
+    workers: leaf(
+      "Worker threads that own the ONNX Runtime sessions and run inference off the main thread; `auto` = cores − 1 (at least 1, at most 4); `0` runs inference on the main thread (for comparison; a long inference then stalls MQTT).",
+      "workers",
+      "auto",
+    ),
     maxBatch: leaf("Most windows of one model in one inference call.", "positive-int", 64),
+    maxDelayMs: leaf(
+      "Dynamic batching: how long a window may wait for others to fill its batch; 0 = batch only what arrives in the same event-loop turn. Batches also grow on their own while earlier ones are inferred (at most 4 batches per worker and model at once).",
+      "nat",
+      2,
+    ),
+    maxQueuedWindows: leaf(
+      "Windows of one model waiting for inference, at most (about 1 KiB each); beyond it the oldest waiting window is dropped and counted (`overload`, `dropped.queue_full`).",
+      "positive-int",
+      100_000,
+    ),
+    maxQueuedWindowsPerAsset: leaf(
+      "Windows of one asset and model waiting for inference, at most; beyond it that asset's oldest waiting window is dropped and counted (`dropped.asset_backlog`): the newest data wins, and one flooding asset cannot take the whole queue from the others. Large enough that a recorded file replayed at full speed (`vigil replay --rate 0`) into a model that keeps up loses nothing.",
+      "positive-int",
+      5_000,
+    ),
     intraOpThreads: leaf("ONNX Runtime intra-op threads per session; 0 = ONNX Runtime's default.", "nat", 1),
+    interOpThreads: leaf(
+      "ONNX Runtime inter-op threads per session (sessions run sequentially, so 1 suffices); 0 = ONNX Runtime's default.",
+      "nat",
+      1,
+    ),
     graphOptimizationLevel: leaf(
       "ONNX Runtime graph optimisation level.",
       ["disabled", "basic", "extended", "all"],
       "all",
+    ),
+    optimizedModelCache: leaf(
+      "Keep the graph ONNX Runtime optimised for the CPU in `<dataDir>/cache/ort/` and load it, unoptimised, on the next start (keyed by the model's SHA-256, the ONNX Runtime version, the level and the CPU model; the self-test still runs on it).",
+      Boolean,
+      true,
+    ),
+    warmupRuns: leaf(
+      "Untimed inference runs at the serving batch before a model serves (ONNX Runtime allocates and tunes on its first runs).",
+      "nat",
+      10,
+    ),
+    benchmarkRuns: leaf(
+      "Timed runs at the serving batch, per provider, for `providerBenchmark` (and once on the serving provider, for the status).",
+      "nat",
+      30,
     ),
   },
   outputs: {
     predictionsQos: leaf("QoS of published predictions.", [0, 1, 2], 0),
     alertsQos: leaf("QoS of published alerts (at least 1).", [1, 2], 1),
     statusIntervalMs: leaf(
-      "How often the retained status (with counters) is republished.",
+      "How often the retained status (with counters) is republished. Reloadable (SIGHUP).",
       "positive-int",
       60_000, // 1 minute
     ),
@@ -236,10 +354,47 @@ export const schema = {
       ["full", "normal"],
       "full",
     ),
+    integrityCheck: leaf(
+      "Check the database when opening it (`PRAGMA quick_check`; reads the whole file once). A database that fails, or is not a database, is moved aside as `<file>.corrupt-<time>` and a fresh one is started, with an event and a ledger entry.",
+      Boolean,
+      true,
+    ),
+  },
+  storage: {
+    maxBytes: leaf(
+      "Most bytes the store may use; beyond it records are deleted by class: delivered ones, then predictions, then events, alerts last (each counted in the data-loss ledger). 0 = no limit.",
+      "nat",
+      1_073_741_824, // 1 GiB
+    ),
+    minFreeBytes: leaf(
+      "Free space to leave on the store's file system; the store stops growing (and evicts as for `maxBytes`) rather than go below it. 0 = no floor.",
+      "nat",
+      268_435_456, // 256 MiB
+    ),
+    retentionMs: leaf(
+      "How long records every destination has (every record, when none is configured) stay in the store for local use before they are deleted.",
+      "nat",
+      3_600_000, // 1 hour
+    ),
+    maxAgeMs: leaf(
+      "Undelivered records older than this are deleted and counted as `expired`. 0 = keep them until delivered (or evicted).",
+      "nat",
+      0,
+    ),
+    evictPredictions: leaf(
+      "How predictions are evicted when the store is full: `oldest` first, or `thin` (every second block of the oldest, so the span stays covered at half the resolution).",
+      ["oldest", "thin"],
+      "oldest",
+    ),
+    checkIntervalMs: leaf(
+      "How often the store is pruned, expired, checked against its limits and shrunk after a drain.",
+      "positive-int",
+      5_000,
+    ),
   },
   sync: {
     destinations: leaf(
-      'Cloud destinations: a list of `{"type": "http", "url", "token"?, "tokenFile"?, "gzip"?}` or `{"type": "mqtt", "url", "topicPrefix"?, ...}`. Records are kept in the store until delivered (sync ships in a later release).',
+      'Cloud destinations, each `{"type": "http", "url", ...}` or `{"type": "mqtt", "url", ...}`; every field is described in docs/sync.md. Common: `name`, `batchMaxRecords` (500), `batchMaxBytes` (1048576), `timeoutMs` (30000), `minDelayMs`/`maxDelayMs` (backoff, 1000/300000), `schedule` `{"windows": [cron...], "timezone", "alertsBypass"}`, `maxBytesPerSecond` (0 = no cap), `predictions` `{"every", "onChange", "minDelta"}`, `tls` `{"caFile", "certFile", "keyFile", "rejectUnauthorized", "servername"}`. HTTP: `token`/`tokenFile`, `gzip` (true). MQTT: `topicPrefix` ("vigil"), `username`, `password`/`passwordFile`, `clientId`, `maxInFlight` (64), `keepaliveS`. Records stay in the store until every destination has them.',
       "destinations",
       [],
     ),
@@ -252,8 +407,29 @@ export const schema = {
       "127.0.0.1",
     ),
     port: leaf("Port of the local HTTP API; 0 picks a free one.", "port", 8080),
-    token: secret("Bearer token required by the local API when it is not on loopback."),
+    token: secret(
+      "Bearer token of the local API: required when it is not on loopback, and on every address once set (the dashboard page and its scripts excepted: they carry no data). Reloadable (SIGHUP), also through `tokenFile`.",
+    ),
     tokenFile: secretFile("the local API token"),
+  },
+  service: {
+    stopTimeoutMs: leaf(
+      "Graceful shutdown budget after SIGTERM/SIGINT: finish windows in flight, publish `offline`, close the store. Past it the agent logs what it gave up and exits with 1; keep it below the unit's `TimeoutStopSec` (30 s). Reloadable (SIGHUP).",
+      "positive-int",
+      25_000, // 25 s
+    ),
+    maxEventLoopDelayMs: leaf(
+      "Liveness: when the event loop was blocked longer than this within the last 5 to 10 s, `/healthz` answers 503 and the systemd watchdog is not fed (systemd restarts the agent if it stays so for `WatchdogSec`). Reloadable (SIGHUP).",
+      "positive-int",
+      5_000, // 5 s
+    ),
+  },
+  dashboard: {
+    historyPoints: leaf(
+      "Recent predictions kept in memory per asset and model for the dashboard's trend plots (seeded from the store at start).",
+      "positive-int",
+      240,
+    ),
   },
   demo: {
     machines: leaf("Simulated machines in `vigil demo`.", "positive-int", 6),

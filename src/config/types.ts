@@ -59,17 +59,58 @@ export interface VigilConfig {
     maxFutureMs: number;
   };
   window: { allowedLatenessMs: number; maxCatchUpWindows: number; maxPendingRows: number };
-  models: { dir: string; trustedKeys: string[]; requireSignature: boolean; bindings: BindingConfig[] };
+  models: {
+    dir: string;
+    trustedKeys: string[];
+    requireSignature: boolean;
+    bindings: BindingConfig[];
+    keepVersions: number;
+    ota: {
+      enabled: boolean;
+      maxResumes: number;
+      download: { maxBytes: number; timeoutMs: number; idleTimeoutMs: number; caFile: string };
+      extract: { maxFiles: number; maxBytes: number };
+      retry: { minDelayMs: number; maxDelayMs: number; giveUpAfterMs: number };
+      probation: {
+        windows: number;
+        durationMs: number;
+        maxErrors: number;
+        maxNonFinite: number;
+        latencyFactor: number;
+        minLatencyMs: number;
+        slowBatches: number;
+      };
+    };
+  };
   inference: {
     executionProviders: "auto" | string[];
+    providerBenchmark: boolean;
+    workers: "auto" | number;
     maxBatch: number;
+    maxDelayMs: number;
+    maxQueuedWindows: number;
+    maxQueuedWindowsPerAsset: number;
     intraOpThreads: number;
+    interOpThreads: number;
     graphOptimizationLevel: "disabled" | "basic" | "extended" | "all";
+    optimizedModelCache: boolean;
+    warmupRuns: number;
+    benchmarkRuns: number;
   };
   outputs: { predictionsQos: 0 | 1 | 2; alertsQos: 1 | 2; statusIntervalMs: number };
-  store: { path: string; synchronous: "full" | "normal" };
+  store: { path: string; synchronous: "full" | "normal"; integrityCheck: boolean };
+  storage: {
+    maxBytes: number;
+    minFreeBytes: number;
+    retentionMs: number;
+    maxAgeMs: number;
+    evictPredictions: "oldest" | "thin";
+    checkIntervalMs: number;
+  };
   sync: { destinations: DestinationConfig[] };
   http: { enabled: boolean; host: string; port: number; token: string; tokenFile: string };
+  service: { stopTimeoutMs: number; maxEventLoopDelayMs: number };
+  dashboard: { historyPoints: number };
   demo: {
     machines: number;
     sampleIntervalMs: number;

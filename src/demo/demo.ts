@@ -109,6 +109,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
         "  degradation generator fitted to that data; each line shows the predicted and the true RUL.",
         `  watch everything:  mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/#' -v`,
         `  alerts only:       mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/alerts/#' -v`,
+        api ? `  dashboard:         http://${api.host}:${api.port}/` : "",
         api ? `  status:            curl http://${api.host}:${api.port}/api/status` : "",
         "  stop:              Ctrl-C",
       ]

@@ -15,6 +15,7 @@ import fs from "node:fs";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../system/logger.js";
+import { safeUrl } from "../system/net.js";
 
 export interface MqttConnectionOptions {
   url: string;
@@ -69,17 +70,8 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined>
   });
 }
 
-/** The URL without user info, for logs. */
-export function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    return u.toString();
-  } catch {
-    return "(invalid url)";
-  }
-}
+/** The URL without user info, for logs (re-exported for existing importers). */
+export { safeUrl };
 
 export class MqttConnection {
   private client: MqttClient | undefined;

@@ -14,6 +14,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { PackageError, errorMessage } from "../errors.js";
 import type { InferenceBackend, ModelSession, OutputTensor, SessionOptions } from "../inference/ort.js";
+import { openOnBestProvider, warmUp, type ProviderSelection } from "../inference/providers.js";
 import { formatManifestErrors, validateManifest } from "./manifest.js";
 import type { Manifest, OutputSpec } from "./manifest-types.js";
 import { inputShape } from "./manifest-types.js";
@@ -28,6 +29,8 @@ export interface LoadedModel {
   maxBatch: number;
   /** Outputs whose tensor carries one value per batch item (the only ones alerts may use). */
   scalarOutputs: Set<string>;
+  /** The execution provider that serves, why, and why each other one does not. */
+  selection?: ProviderSelection;
 }
 
 export type OutputValue = number | string | number[] | null;
@@ -285,6 +288,58 @@ export async function runSelfTest(manifest: Manifest, session: ModelSession): Pr
   }
 }
 
+/**
+ * The model of a validated package with files verified, loaded on the execution provider
+ * `openOnBestProvider` chooses: the tensors checked and every self-test case reproduced on it,
+ * warmed up. Throws the `PackageError` of the tensor check or self-test, or `PACKAGE_ONNX_LOAD`.
+ */
+export async function openModel(
+  dir: string,
+  manifest: Manifest,
+  backend: InferenceBackend,
+  options: SessionOptions,
+): Promise<LoadedModel> {
+  const checked = new Map<ModelSession, { maxBatch: number; scalarOutputs: Set<string> }>();
+  const verify = async (session: ModelSession): Promise<void> => {
+    checked.set(session, checkTensors(manifest, session));
+    await runSelfTest(manifest, session);
+  };
+  let opened: { session: ModelSession; selection: ProviderSelection };
+  try {
+    opened = await openOnBestProvider(
+      backend,
+      path.join(dir, manifest.modelFile),
+      options,
+      verify,
+      (session) =>
+        warmUp.plan(
+          manifest.input.tensor,
+          inputShape(manifest.input),
+          manifest.selfTest[0]?.input,
+          options,
+          checked.get(session)?.maxBatch ?? 1,
+        ),
+    );
+  } catch (err) {
+    if (err instanceof PackageError) throw err;
+    throw new PackageError("PACKAGE_ONNX_LOAD", errorMessage(err), {
+      field: `files[${JSON.stringify(manifest.modelFile)}]`,
+      cause: err,
+    });
+  }
+  const { session, selection } = opened;
+  const { maxBatch, scalarOutputs } = checked.get(session) ?? checkTensors(manifest, session);
+  return {
+    key: `${manifest.name}@${manifest.version}`,
+    manifest,
+    dir,
+    session,
+    maxBatch,
+    scalarOutputs,
+    selection,
+  };
+}
+
 /** Validate, verify and load a package; the returned model is ready to serve. */
 export async function loadPackage(
   dir: string,
@@ -293,21 +348,5 @@ export async function loadPackage(
 ): Promise<LoadedModel> {
   const manifest = await readManifest(dir);
   await verifyFiles(dir, manifest);
-  let session: ModelSession;
-  try {
-    session = await backend.createSession(path.join(dir, manifest.modelFile), options);
-  } catch (err) {
-    throw new PackageError("PACKAGE_ONNX_LOAD", errorMessage(err), {
-      field: `files[${JSON.stringify(manifest.modelFile)}]`,
-      cause: err,
-    });
-  }
-  try {
-    const { maxBatch, scalarOutputs } = checkTensors(manifest, session);
-    await runSelfTest(manifest, session);
-    return { key: `${manifest.name}@${manifest.version}`, manifest, dir, session, maxBatch, scalarOutputs };
-  } catch (err) {
-    await session.release().catch(() => undefined);
-    throw err;
-  }
+  return openModel(dir, manifest, backend, options);
 }

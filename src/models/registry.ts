@@ -6,6 +6,12 @@
  * highest valid version of each package name. A package that fails a check is kept in the
  * list with state `failed` and its reason; it never serves, and it never stops the others.
  * Lower valid versions are `standby` (their sessions are released until needed).
+ * `scan` may take several folders (shipped packages and those installed over the air) and a
+ * preferred version per name (the one an update or a rollback made active): it serves the
+ * preferred version when it is valid, else the highest valid one. An optional `check` runs
+ * before loading each folder (the signature of installed packages); a package it rejects is
+ * `failed` like any other. Model updates change what serves with `setServing` and keep the
+ * list true with `setStatus` and `forget`.
  */
 
 import type { Dirent } from "node:fs";
@@ -14,12 +20,13 @@ import path from "node:path";
 import type { PackageError } from "../errors.js";
 import { errorMessage } from "../errors.js";
 import type { InferenceBackend, SessionOptions } from "../inference/ort.js";
+import { describeSelection, type ProviderSelection } from "../inference/providers.js";
 import type { Logger } from "../system/logger.js";
 import type { LoadedModel } from "./package.js";
 import { loadPackage, readManifest } from "./package.js";
 import { compareSemver } from "./semver.js";
 
-export type PackageState = "serving" | "standby" | "failed";
+export type PackageState = "serving" | "standby" | "failed" | "trial";
 
 export interface PackageStatus {
   name: string;
@@ -27,6 +34,8 @@ export interface PackageStatus {
   dir: string;
   state: PackageState;
   provider?: string;
+  /** Why `provider` serves and why every other provider does not (serving packages). */
+  selection?: ProviderSelection;
   error?: string;
   errorCode?: string;
   errorField?: string;
@@ -59,15 +68,23 @@ export class ModelRegistry {
     private readonly log: Logger,
   ) {}
 
-  /** Load every package under `dir`. Never throws for a bad package. */
-  async scan(dir: string): Promise<void> {
-    const root = path.resolve(dir);
-    const dirs = await findPackageDirs(root);
-    if (dirs.length === 0) this.log.warn({ dir }, "no model packages found; nothing will be predicted");
+  /** Load every package under `dir` (or each of the folders). Never throws for a bad package. */
+  async scan(
+    dir: string | readonly string[],
+    options: {
+      preferred?: ReadonlyMap<string, string>;
+      check?: (packageDir: string) => Promise<void>;
+    } = {},
+  ): Promise<void> {
+    const roots = (typeof dir === "string" ? [dir] : dir).map((d) => path.resolve(d));
+    const found: { root: string; dir: string }[] = [];
+    for (const root of roots) for (const d of await findPackageDirs(root)) found.push({ root, dir: d });
+    if (found.length === 0) this.log.warn({ dir }, "no model packages found; nothing will be predicted");
     const loaded: LoadedModel[] = [];
     const statuses: PackageStatus[] = [];
-    for (const d of dirs) {
+    for (const { root, dir: d } of found) {
       try {
+        await options.check?.(d);
         const model = await loadPackage(d, this.backend, this.sessionOptions);
         loaded.push(model);
       } catch (err) {
@@ -92,6 +109,14 @@ export class ModelRegistry {
     for (const m of loaded) byName.set(m.manifest.name, [...(byName.get(m.manifest.name) ?? []), m]);
     for (const [name, versions] of byName) {
       versions.sort((a, b) => compareSemver(b.manifest.version, a.manifest.version));
+      const want = options.preferred?.get(name);
+      const preferred = versions.findIndex((v) => v.manifest.version === want);
+      if (preferred > 0) versions.unshift(...versions.splice(preferred, 1));
+      else if (want !== undefined && preferred < 0)
+        this.log.warn(
+          { model: name, preferred: want },
+          "the version made active by an update is not valid here; serving the highest valid one",
+        );
       const [best, ...rest] = versions;
       if (!best) continue;
       this.serving.set(name, best);
@@ -101,11 +126,22 @@ export class ModelRegistry {
         dir: best.dir,
         state: "serving",
         provider: best.session.provider,
+        ...(best.selection ? { selection: best.selection } : {}),
       });
       this.log.info(
-        { model: best.key, provider: best.session.provider, dir: best.dir },
-        `model ${best.key} serving (self-test passed)`,
+        {
+          model: best.key,
+          provider: best.session.provider,
+          dir: best.dir,
+          ...(best.selection ? { providers: describeSelection(best.selection) } : {}),
+        },
+        `model ${best.key} serving on ${best.session.provider} (self-test passed${best.selection ? `: ${best.selection.reason}` : ""})`,
       );
+      if (best.selection?.warmup?.error)
+        this.log.warn(
+          { model: best.key, batch: best.selection.warmup.batch, err: best.selection.warmup.error },
+          "warm-up at the serving batch failed; batches of that size will fail",
+        );
       for (const r of rest) {
         statuses.push({
           name,
@@ -133,6 +169,35 @@ export class ModelRegistry {
 
   status(): PackageStatus[] {
     return this.statuses.map((s) => ({ ...s }));
+  }
+
+  /** Serve `model` for its name; the version that served before becomes `standby`. Returns it. */
+  setServing(model: LoadedModel): LoadedModel | undefined {
+    const name = model.manifest.name;
+    const previous = this.serving.get(name);
+    this.serving.set(name, model);
+    if (previous)
+      this.setStatus({ name, version: previous.manifest.version, dir: previous.dir, state: "standby" });
+    this.setStatus({
+      name,
+      version: model.manifest.version,
+      dir: model.dir,
+      state: "serving",
+      provider: model.session.provider,
+    });
+    return previous;
+  }
+
+  /** Adds or replaces the status of one package version. */
+  setStatus(status: PackageStatus): void {
+    this.statuses = this.statuses.filter((s) => !(s.name === status.name && s.version === status.version));
+    this.statuses.push({ ...status });
+    this.statuses.sort((a, b) => a.name.localeCompare(b.name) || compareSemver(b.version, a.version));
+  }
+
+  /** Drops a version that is no longer installed from the list. */
+  forget(name: string, version: string): void {
+    this.statuses = this.statuses.filter((s) => !(s.name === name && s.version === version));
   }
 
   async close(): Promise<void> {

@@ -36,7 +36,7 @@ export interface AlertPayload {
 export interface ModelStatusEntry {
   name: string;
   version: string;
-  state: "serving" | "standby" | "failed";
+  state: "serving" | "standby" | "failed" | "trial";
   provider?: string;
   error?: string;
 }

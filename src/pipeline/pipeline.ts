@@ -14,6 +14,16 @@
  * as joined while the asset is young (fewer than `maxPendingRows` distinct timestamps); after
  * that, a model whose signals the asset does not all send is left out (logged once) and its
  * half-built rows or windows are discarded.
+ *
+ * Model updates (`swapModel`, `setShadow`; see docs/ota.md): a swap replaces the serving
+ * version of a model synchronously, between two messages, so every window is predicted by
+ * exactly one version: windows emitted before the swap by the old one, later ones by the new
+ * one, and the new version's batches wait for the old version's (an asset's predictions stay
+ * in order; alert states pass on through the store). If the new version reads the same signals
+ * with the same window, each asset's open window carries over (the new normalisation applies
+ * when it closes); otherwise the open windows of that model restart, and the report says so.
+ * A shadow is a candidate version fed the very windows the serving version gets, through a
+ * runner that commits and publishes nothing (see ModelRunner).
  */
 
 import { errorMessage } from "../errors.js";
@@ -31,7 +41,14 @@ import { InputBuilder } from "../window/preprocess.js";
 import { RowAssembler, type RowConsumer } from "../window/row-assembler.js";
 import { TimeWindow, type TimeSample } from "../window/time-window.js";
 import { addWindowStats, newWindowStats, type EmittedWindow, type WindowStats } from "../window/types.js";
-import { ModelRunner, type RecordSink, type RunnerCounters } from "./runner.js";
+import {
+  ModelRunner,
+  type BatchObserver,
+  type PendingWindow,
+  type RecordSink,
+  type RunnerCounters,
+  type RunnerMonitor,
+} from "./runner.js";
 
 export interface PipelineOptions {
   gatewayId: string;
@@ -45,7 +62,11 @@ export interface PipelineOptions {
   maxBatch: number;
   /** Windows waiting per model before the oldest is dropped. */
   maxQueuedWindows: number;
+  /** Dynamic batching and per-asset bound (src/inference/batcher.ts); absent: end-of-turn batches, one at a time. */
+  batching?: { maxDelayMs: number; maxQueuedPerAsset: number; maxInFlight: number };
   rejectLogIntervalMs: number;
+  /** Told about every inference call (metrics). */
+  observer?: BatchObserver;
 }
 
 interface ServedModel {
@@ -53,6 +74,27 @@ interface ServedModel {
   runner: ModelRunner;
   builder: InputBuilder;
   signals: ReadonlySet<string>;
+  /** A candidate version on trial, fed the same windows (its outputs go to monitors only). */
+  shadow?: { model: LoadedModel; runner: ModelRunner; builder: InputBuilder };
+}
+
+/** What a swap did to the model's open windows. */
+export interface SwapReport {
+  name: string;
+  /** The version that served before, or null when the model is new. */
+  from: string | null;
+  to: string;
+  /** `carried-over`: same signals and window; `restarted`: they differ; `new`: nothing was open. */
+  windows: "carried-over" | "restarted" | "new";
+  /** Assets whose open window of this model carried over or restarted. */
+  assets: number;
+}
+
+/** Same signals in the same order and the same window: open windows mean the same thing. */
+export function sameWindowInput(a: LoadedModel, b: LoadedModel): boolean {
+  const x = a.manifest.input;
+  const y = b.manifest.input;
+  return JSON.stringify([x.signals, x.window]) === JSON.stringify([y.signals, y.window]);
 }
 
 interface AssetState {
@@ -101,12 +143,14 @@ export class Pipeline {
   private payloads = 0;
   private readingsAccepted = 0;
   private stopped = false;
+  /** Runners replaced by a swap or a cleared shadow, until they have finished their windows. */
+  private readonly retiring = new Set<Promise<void>>();
 
   constructor(
     private readonly options: PipelineOptions,
     models: readonly LoadedModel[],
-    store: Store,
-    sink: RecordSink,
+    private readonly store: Store,
+    private readonly sink: RecordSink,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
@@ -117,13 +161,7 @@ export class Pipeline {
     this.bindings = options.bindings.map((b) => ({ pattern: globToRegExp(b.assets), models: b.models }));
     const states = store.alertStates();
     for (const model of models) {
-      const runner = new ModelRunner(
-        model,
-        store,
-        sink,
-        { gatewayId: options.gatewayId, maxBatch: options.maxBatch, maxQueued: options.maxQueuedWindows },
-        log.child({ model: model.key }),
-      );
+      const runner = this.newRunner(model, false);
       runner.restoreAlertStates(states);
       this.served.set(model.manifest.name, {
         model,
@@ -132,6 +170,132 @@ export class Pipeline {
         signals: new Set(model.manifest.input.signals),
       });
     }
+  }
+
+  private newRunner(model: LoadedModel, shadow: boolean): ModelRunner {
+    return new ModelRunner(
+      model,
+      this.store,
+      this.sink,
+      {
+        gatewayId: this.options.gatewayId,
+        maxBatch: this.options.maxBatch,
+        maxQueued: this.options.maxQueuedWindows,
+        ...this.options.batching,
+        // Metrics count what serves; a shadow's batches are the trial's business.
+        ...(this.options.observer && !shadow ? { observer: this.options.observer } : {}),
+        shadow,
+      },
+      this.log.child({ model: model.key, ...(shadow ? { shadow: true } : {}) }),
+    );
+  }
+
+  /** Models serving now, by name. */
+  servingModels(): LoadedModel[] {
+    return [...this.served.values()].map((m) => m.model);
+  }
+
+  /**
+   * Serve `model` in place of the version of the same name (or add it), now; see the header.
+   * Any shadow of that name is dropped. `retired` resolves once the old version has finished
+   * every window it had (then its session may be released).
+   */
+  swapModel(
+    model: LoadedModel,
+    monitors: readonly RunnerMonitor[] = [],
+  ): { report: SwapReport; retired: Promise<void> } {
+    const name = model.manifest.name;
+    const old = this.served.get(name);
+    const runner = this.newRunner(model, false);
+    for (const m of monitors) runner.monitors.add(m);
+    let retired: Promise<void> = Promise.resolve();
+    if (old) {
+      if (old.shadow) void this.retire(old.shadow.runner);
+      retired = this.retire(old.runner);
+      // Alert states by model name: whatever the old version commits last is what the new one continues.
+      runner.startAfter(retired.then(() => runner.restoreAlertStates(this.store.alertStates())));
+    } else {
+      runner.restoreAlertStates(this.store.alertStates());
+    }
+    const carry = old !== undefined && sameWindowInput(old.model, model);
+    let assets = 0;
+    for (const st of this.assets.values()) {
+      if (st.counts.has(name) || st.times.has(name)) {
+        assets++;
+        if (!carry) this.discard(st, name);
+      }
+      st.bound = undefined;
+      st.leftOut.delete(name);
+    }
+    this.served.set(name, {
+      model,
+      runner,
+      builder: new InputBuilder(model.manifest.input),
+      signals: new Set(model.manifest.input.signals),
+    });
+    const report: SwapReport = {
+      name,
+      from: old ? old.model.manifest.version : null,
+      to: model.manifest.version,
+      windows: !old || assets === 0 ? "new" : carry ? "carried-over" : "restarted",
+      assets,
+    };
+    this.log.info({ ...report }, `model ${name} now served by ${model.key}`);
+    return { report, retired };
+  }
+
+  /** Feed `candidate` the windows of the serving version of its name (trial). */
+  setShadow(candidate: LoadedModel, monitors: readonly RunnerMonitor[]): void {
+    const name = candidate.manifest.name;
+    const served = this.served.get(name);
+    if (!served) throw new Error(`no version of ${name} is serving`);
+    if (!sameWindowInput(served.model, candidate)) {
+      throw new Error(`${candidate.key} reads other signals or another window than ${served.model.key}`);
+    }
+    if (served.shadow) void this.retire(served.shadow.runner);
+    const runner = this.newRunner(candidate, true);
+    for (const m of monitors) runner.monitors.add(m);
+    served.shadow = { model: candidate, runner, builder: new InputBuilder(candidate.manifest.input) };
+  }
+
+  /** Stop feeding the shadow of `name`; resolves when its last batch has run. */
+  clearShadow(name: string): Promise<void> {
+    const served = this.served.get(name);
+    const shadow = served?.shadow;
+    if (!served || !shadow) return Promise.resolve();
+    delete served.shadow;
+    return this.retire(shadow.runner);
+  }
+
+  /**
+   * Predict these windows again with the serving version of `name` (after a rollback, the
+   * windows the rolled-back version failed on); they queue behind what is already queued.
+   */
+  replay(name: string, items: readonly PendingWindow[]): number {
+    const m = this.served.get(name);
+    if (!m) return 0;
+    for (const item of items)
+      m.runner.enqueue({
+        asset: item.asset,
+        window: item.window,
+        input: m.builder.build(item.window.matrix),
+      });
+    return items.length;
+  }
+
+  /** Watch the serving version of `name` (probation, trial). */
+  addMonitor(name: string, monitor: RunnerMonitor): void {
+    this.served.get(name)?.runner.monitors.add(monitor);
+  }
+
+  removeMonitor(name: string, monitor: RunnerMonitor): void {
+    this.served.get(name)?.runner.monitors.delete(monitor);
+  }
+
+  private retire(runner: ModelRunner): Promise<void> {
+    const done = runner.drain().finally(() => this.retiring.delete(done));
+    this.retiring.add(done);
+    return done;
   }
 
   /** Topic filters to subscribe to. */
@@ -342,18 +506,25 @@ export class Pipeline {
 
   private emit(m: ServedModel, asset: string, window: EmittedWindow): void {
     m.runner.enqueue({ asset, window, input: m.builder.build(window.matrix) });
+    if (m.shadow) m.shadow.runner.enqueue({ asset, window, input: m.shadow.builder.build(window.matrix) });
   }
 
   /** Stop taking messages; finish every window already emitted (inference, commit, publish). */
   async drain(): Promise<void> {
     this.stopped = true;
-    await Promise.all([...this.served.values()].map((m) => m.runner.drain()));
+    await this.settle();
     this.rejectLog.flush({ force: true });
   }
 
   /** Wait until everything emitted so far is committed and published, and keep running. */
   async settle(): Promise<void> {
-    await Promise.all([...this.served.values()].map((m) => m.runner.drain()));
+    await Promise.all([
+      ...[...this.served.values()].flatMap((m) => [
+        m.runner.drain(),
+        ...(m.shadow ? [m.shadow.runner.drain()] : []),
+      ]),
+      ...this.retiring,
+    ]);
   }
 
   /** Periodic housekeeping: write the rate-limited reject log lines that are due. */
@@ -361,7 +532,13 @@ export class Pipeline {
     this.rejectLog.flush();
   }
 
-  activeAlerts(): { model: string; asset: string; rule: string; since: number | undefined }[] {
+  activeAlerts(): {
+    model: string;
+    asset: string;
+    rule: string;
+    severity: string;
+    since: number | undefined;
+  }[] {
     return [...this.served.values()].flatMap((m) =>
       m.runner.activeAlerts().map((a) => ({ model: m.model.manifest.name, ...a })),
     );

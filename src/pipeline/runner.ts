@@ -1,19 +1,28 @@
 /**
  * One serving model's inference stage: windows in, committed and published records out.
  *
- * Contract: `enqueue` takes a preprocessed window; windows are batched (up to the model's
- * and the config's max batch) within one turn of the event loop, so a burst of messages
- * becomes one ONNX Runtime call. Batches of one model run one after another, so predictions
- * of an asset come out in the order its windows were emitted. For each batch, in order:
- * inference; outputs decoded; the manifest's alert rules evaluated per asset with hysteresis;
- * every prediction and alert event, and the new rule states, committed to the store in ONE
- * transaction; then the stored records handed to the sink (publish). Nothing reaches the sink
- * that is not committed. Overload: at most `maxQueued` windows wait; beyond that the oldest
- * waiting window is dropped and counted (`overload`). Failures (inference, store) are
- * counted and logged with the batch's windows lost; they never stop later batches.
+ * Contract: `enqueue` takes a preprocessed window; windows of every asset are batched by the
+ * dynamic batcher (src/inference/batcher.ts: up to the model's and the config's max batch,
+ * waiting at most `maxDelayMs`, up to `maxInFlight` batches inferred at once — while they run,
+ * the windows that arrive meanwhile queue up, so a slow model catches up in full batches) and
+ * the results come back in the order the windows were emitted, so predictions of an asset come
+ * out in order. For each run of finished batches, in order: outputs decoded; the manifest's
+ * alert rules evaluated per asset with hysteresis; every prediction and alert event, and the
+ * new rule states, committed to the store in ONE transaction (at most one full batch of
+ * windows); then the stored records handed to the sink (publish). A commit that fails (disk
+ * full, I/O error) goes to the sink's `uncommitted` instead: published locally without a seq
+ * and counted in the data-loss ledger, since it will never reach the cloud. Overload (the
+ * batcher's policy): beyond `maxQueuedPerAsset` windows of one asset, or `maxQueued` in all,
+ * the oldest waiting window is dropped and counted (`overload`, and by reason in `dropped`).
+ * Failures (inference, store) are counted and logged; they never stop later batches.
+ * Monitors (model updates: probation, shadow trials) see every batch's decoded outputs and
+ * latency, or its inference failure, before the commit; a monitor that throws is logged and
+ * ignored. A *shadow* runner (`options.shadow`) stops there: it evaluates no alert rules,
+ * commits nothing and publishes nothing — its outputs reach its monitors only.
  */
 
 import type { RuleState } from "../alerts/rules.js";
+import { DynamicBatcher, type Finished } from "../inference/batcher.js";
 import { evaluateRules, parseRuleState } from "../alerts/rules.js";
 import { errorMessage } from "../errors.js";
 import { inputShape } from "../models/manifest-types.js";
@@ -32,6 +41,8 @@ export interface PendingWindow {
 /** Receives committed records, in commit order. Must not throw (it is told about failures by itself). */
 export interface RecordSink {
   publish(records: readonly StoredRecord[]): void;
+  /** Records whose commit failed with `err` (they have no id or seq yet). Must not throw. */
+  uncommitted?(records: readonly NewRecord[], err: unknown): void;
 }
 
 export interface RunnerCounters {
@@ -43,20 +54,35 @@ export interface RunnerCounters {
   alertsCleared: Record<string, number>;
   inferenceErrors: number;
   storeErrors: number;
+  /** Windows lost with a failed batch (inference error, store error). */
+  windowsLostInference: number;
+  windowsLostStore: number;
   overload: number;
+  /** Windows dropped under overload, by reason (`asset_backlog`, `queue_full`). */
+  dropped: Record<string, number>;
   nonFiniteOutputs: number;
   inferenceMsTotal: number;
   lastInferenceMs: number;
 }
 
-export interface RunnerOptions {
-  gatewayId: string;
-  maxBatch: number;
-  maxQueued: number;
+/** Told about every inference call (metrics: latency and batch-size histograms). Must not throw. */
+export interface BatchObserver {
+  batch(model: string, size: number, inferenceMs: number): void;
 }
 
-export class ModelRunner {
-  readonly counters: RunnerCounters = {
+/** Watches a runner's batches (model-update probation and shadow trials). Must be cheap. */
+export interface RunnerMonitor {
+  batch(
+    items: readonly PendingWindow[],
+    outputs: readonly Record<string, OutputValue>[],
+    elapsedMs: number,
+  ): void;
+  failed(items: readonly PendingWindow[], err: unknown): void;
+}
+
+/** Counters of a runner that has done nothing yet. */
+export function newRunnerCounters(): RunnerCounters {
+  return {
     windowsQueued: 0,
     batches: 0,
     batchItems: 0,
@@ -65,17 +91,43 @@ export class ModelRunner {
     alertsCleared: {},
     inferenceErrors: 0,
     storeErrors: 0,
+    windowsLostInference: 0,
+    windowsLostStore: 0,
     overload: 0,
+    dropped: {},
     nonFiniteOutputs: 0,
     inferenceMsTotal: 0,
     lastInferenceMs: 0,
   };
-  private queue: PendingWindow[] = [];
-  private scheduled = false;
-  private chain: Promise<void> = Promise.resolve();
+}
+
+export interface RunnerOptions {
+  gatewayId: string;
+  maxBatch: number;
+  maxQueued: number;
+  observer?: BatchObserver;
+  /** A candidate beside the serving version: outputs go to monitors only (see header). */
+  shadow?: boolean;
+  /** Dynamic batching and overload (src/inference/batcher.ts); defaults: 0 ms, unbounded per asset, 1. */
+  maxDelayMs?: number;
+  maxQueuedPerAsset?: number;
+  maxInFlight?: number;
+}
+
+/** One batch's inference result, as the batcher hands it back. */
+interface Inferred {
+  decoded: Record<string, OutputValue>[];
+  elapsedMs: number;
+}
+
+export class ModelRunner {
+  readonly counters: RunnerCounters = newRunnerCounters();
+
+  private readonly batcher: DynamicBatcher<PendingWindow, Inferred>;
   private readonly maxBatch: number;
   /** Rule states by `asset \0 rule`. */
   private readonly ruleStates = new Map<string, Map<string, RuleState>>();
+  readonly monitors = new Set<RunnerMonitor>();
 
   constructor(
     readonly model: LoadedModel,
@@ -85,6 +137,29 @@ export class ModelRunner {
     private readonly log: Logger,
   ) {
     this.maxBatch = Math.max(1, Math.min(options.maxBatch, model.maxBatch));
+    this.batcher = new DynamicBatcher(
+      {
+        maxBatch: this.maxBatch,
+        maxDelayMs: options.maxDelayMs ?? 0,
+        maxQueued: options.maxQueued,
+        maxQueuedPerAsset: options.maxQueuedPerAsset ?? Number.POSITIVE_INFINITY,
+        maxInFlight: options.maxInFlight ?? 1,
+        // Finished batches are committed together, up to one full batch per transaction: small
+        // batches share a commit (and its fsync); a commit never stalls the loop for more.
+        maxDeliveryItems: this.maxBatch,
+      },
+      (item) => item.asset,
+      (items) => this.infer(items),
+      (finished) => this.deliver(finished),
+      {
+        onDrop: (_item, reason) => {
+          this.counters.overload++;
+          this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+        },
+        onDeliverError: (err) =>
+          this.log.error({ model: this.model.key, err: errorMessage(err) }, "batch failed; windows dropped"),
+      },
+    );
   }
 
   /** Restores persisted rule states of this model (by name: they survive upgrades of the version). */
@@ -102,73 +177,106 @@ export class ModelRunner {
   }
 
   /** Raised alerts right now, for status. */
-  activeAlerts(): { asset: string; rule: string; since: number | undefined }[] {
-    const out: { asset: string; rule: string; since: number | undefined }[] = [];
+  activeAlerts(): { asset: string; rule: string; severity: string; since: number | undefined }[] {
+    const severity = new Map(this.model.manifest.alerts.map((r) => [r.id, r.severity]));
+    const out: { asset: string; rule: string; severity: string; since: number | undefined }[] = [];
     for (const [asset, rules] of this.ruleStates)
-      for (const [rule, st] of rules) if (st.raised) out.push({ asset, rule, since: st.raisedAtMs });
+      for (const [rule, st] of rules)
+        if (st.raised)
+          out.push({ asset, rule, severity: severity.get(rule) ?? "unknown", since: st.raisedAtMs });
     return out;
   }
 
   enqueue(item: PendingWindow): void {
     this.counters.windowsQueued++;
-    this.queue.push(item);
-    if (this.queue.length > this.options.maxQueued) {
-      this.queue.shift();
-      this.counters.overload++;
-    }
-    if (this.queue.length >= this.maxBatch) {
-      this.flush();
-    } else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        this.flush();
-      });
-    }
+    this.batcher.push(item);
   }
 
   /** Windows waiting for inference. */
   get queued(): number {
-    return this.queue.length;
+    return this.batcher.queued;
   }
 
-  private flush(): void {
-    while (this.queue.length > 0) {
-      const items = this.queue.splice(0, this.maxBatch);
-      this.chain = this.chain.then(() => this.runBatch(items));
+  /**
+   * Batches of this runner start only after `previous` settles (a new version of a model waits
+   * for the old version's windows, so an asset's predictions stay in order across a swap).
+   */
+  startAfter(previous: Promise<unknown>): void {
+    this.batcher.holdUntil(previous);
+  }
+
+  private notify(call: (m: RunnerMonitor) => void): void {
+    for (const m of this.monitors) {
+      try {
+        call(m);
+      } catch (err) {
+        this.log.error({ model: this.model.key, err: errorMessage(err) }, "runner monitor failed");
+      }
     }
   }
 
   /** Runs everything queued so far; resolves when it is committed and handed to the sink. */
   async drain(): Promise<void> {
-    this.flush();
-    await this.chain;
+    await this.batcher.drain();
   }
 
-  private async runBatch(items: PendingWindow[]): Promise<void> {
+  /** One batch's inference (runs while other batches are inferred or committed). */
+  private async infer(items: PendingWindow[]): Promise<Inferred> {
     const { manifest, session } = this.model;
     const per = items[0]?.input.length ?? 0;
     const data = new Float32Array(per * items.length);
     items.forEach((item, i) => data.set(item.input, i * per));
     const shape = [items.length, ...inputShape(manifest.input)];
     const started = performance.now();
-    let decoded: Record<string, OutputValue>[];
-    try {
-      const tensors = await session.run(manifest.input.tensor, data, shape);
-      decoded = decodeOutputs(manifest.outputs, tensors, items.length);
-    } catch (err) {
-      this.counters.inferenceErrors++;
-      this.log.error(
-        { model: this.model.key, batch: items.length, err: errorMessage(err) },
-        "inference failed; batch dropped",
-      );
-      return;
+    const tensors = await session.run(manifest.input.tensor, data, shape);
+    // Read at once: with several batches in flight it is this call's (ModelSession.lastRunMs).
+    const elapsedMs = session.lastRunMs ?? performance.now() - started;
+    return { decoded: decodeOutputs(manifest.outputs, tensors, items.length), elapsedMs };
+  }
+
+  /** Finished batches in emission order: failures counted, the rest committed together. */
+  private deliver(finished: Finished<PendingWindow, Inferred>[]): void {
+    const items: PendingWindow[] = [];
+    const decoded: Record<string, OutputValue>[] = [];
+    for (const f of finished) {
+      if (!f.ok) {
+        this.counters.inferenceErrors++;
+        this.counters.windowsLostInference += f.items.length;
+        this.log.error(
+          {
+            model: this.model.key,
+            batch: f.items.length,
+            err: errorMessage(f.error),
+            shadow: this.options.shadow,
+          },
+          "inference failed; batch dropped",
+        );
+        const failedItems = f.items;
+        this.notify((m) => m.failed(failedItems, f.error));
+        continue;
+      }
+      const { decoded: outputs, elapsedMs } = f.result;
+      this.counters.batches++;
+      this.counters.batchItems += f.items.length;
+      this.counters.inferenceMsTotal += elapsedMs;
+      this.counters.lastInferenceMs = elapsedMs;
+      const batchItems = f.items;
+      this.notify((m) => m.batch(batchItems, outputs, elapsedMs));
+      if (this.options.shadow === true) {
+        for (const o of outputs)
+          if (Object.values(o).some((v) => v === null)) this.counters.nonFiniteOutputs++;
+        this.counters.predictions += f.items.length;
+        continue;
+      }
+      this.options.observer?.batch(this.model.key, f.items.length, elapsedMs);
+      items.push(...f.items);
+      decoded.push(...outputs);
     }
-    const elapsedMs = performance.now() - started;
-    this.counters.batches++;
-    this.counters.batchItems += items.length;
-    this.counters.inferenceMsTotal += elapsedMs;
-    this.counters.lastInferenceMs = elapsedMs;
+    if (items.length > 0) this.record(items, decoded);
+  }
+
+  private record(items: PendingWindow[], decoded: Record<string, OutputValue>[]): void {
+    const { manifest } = this.model;
 
     const records: NewRecord[] = [];
     const stateUpdates = new Map<string, AlertStateRow>();
@@ -239,10 +347,12 @@ export class ModelRunner {
       stored = this.store.commit(records, [...stateUpdates.values()]);
     } catch (err) {
       this.counters.storeErrors++;
+      this.counters.windowsLostStore += items.length;
       this.log.error(
         { model: this.model.key, records: records.length, err: errorMessage(err) },
-        "store commit failed; these predictions are not published",
+        "store commit failed; published locally only, counted in the data-loss ledger",
       );
+      this.sink.uncommitted?.(records, err);
       return;
     }
     this.counters.predictions += items.length;

@@ -22,6 +22,9 @@ export const REDACT_PATHS = [
   "*.*.sync.destinations[*].token",
   "destinations[*].token",
   "*.destinations[*].token",
+  "sync.destinations[*].password",
+  "*.sync.destinations[*].password",
+  "destinations[*].password",
 ];
 
 export interface LoggerOptions {

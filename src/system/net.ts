@@ -12,3 +12,15 @@ export function isLoopback(host: string): boolean {
   if (net.isIPv6(bare)) return bare === "::1";
   return false;
 }
+
+/** The URL without user info, for logs and status (credentials never leave the gateway). */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return "(invalid url)";
+  }
+}

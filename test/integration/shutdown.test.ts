@@ -97,7 +97,10 @@ async function freezableRelay(target: string): Promise<{ url: string; freeze(): 
 }
 
 /** Writes a config file for `vigil run` and starts it; resolves once it logged "gateway started". */
-async function startDaemon(mqttUrl: string): Promise<{ proc: CliProcess; dataDir: string }> {
+async function startDaemon(
+  mqttUrl: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ proc: CliProcess; dataDir: string }> {
   const dir = tempDir("vigil-shutdown-");
   const dataDir = path.join(dir, "data");
   const config = {
@@ -112,6 +115,7 @@ async function startDaemon(mqttUrl: string): Promise<{ proc: CliProcess; dataDir
     http: { port: 0 },
     models: { dir: modelsDir(["count-ntc-zscore"], path.join(dir, "models")) },
     ingest: { maxReadingsPerSecond: 0, maxReadingsPerSecondPerAsset: 0 },
+    ...extra,
   };
   const file = path.join(dir, "vigil.json");
   fs.writeFileSync(file, JSON.stringify(config, null, 2));
@@ -251,5 +255,23 @@ describe("vigil run: shutdown", () => {
     expect(exit, proc.stderr).toEqual({ code: 130, signal: null });
     expect(Date.now() - sentAt).toBeLessThan(3_000);
     expect(proc.logs.some((l) => l.msg === "gateway stopped")).toBe(false);
+  });
+
+  it("a shutdown that overruns service.stopTimeoutMs exits 1 and says what it gave up", async () => {
+    const broker = await externalBroker();
+    const relay = await freezableRelay(broker.url);
+    const sub = await subscriber(broker.url);
+    const { proc } = await startDaemon(relay.url, { service: { stopTimeoutMs: 500 } });
+    await waitForStatus(sub, "online");
+
+    // The broker stops hearing the gateway: a graceful stop would wait seconds for it.
+    relay.freeze();
+    const sentAt = Date.now();
+    proc.child.kill("SIGTERM");
+    const exit = await proc.waitForExit(8_000);
+    expect(exit, proc.stderr).toEqual({ code: 1, signal: null });
+    expect(Date.now() - sentAt).toBeLessThan(2_000);
+    const line = proc.logs.find((l) => l.msg?.startsWith("shutdown did not finish in time"));
+    expect(line).toMatchObject({ stopTimeoutMs: 500, windowsQueued: 0 });
   });
 });

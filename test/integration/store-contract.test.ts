@@ -10,8 +10,9 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { StoreError } from "../../src/errors.js";
 import { MemoryStore } from "../../src/store/memory.js";
-import { SCHEMA_VERSION, SqliteStore } from "../../src/store/sqlite.js";
-import type { AlertStateRow, NewRecord, RecordKind, Store } from "../../src/store/types.js";
+import { SCHEMA_VERSION, SEQ_RESERVE, SqliteStore, readSeqFloor } from "../../src/store/sqlite.js";
+import { ManualClock } from "../../src/system/clock.js";
+import type { AlertStateRow, Loss, NewRecord, RecordKind, Store } from "../../src/store/types.js";
 import { tempDir } from "../support/harness.js";
 
 interface Built {
@@ -126,6 +127,46 @@ function storeContract(name: string, build: () => Built): void {
       store.commit([rec("prediction", 1), rec("prediction", 2), rec("prediction", 3)]);
       store.commit([rec("alert", 4), rec("event", 5, null), rec("alert", 6)]);
       expect(store.counts()).toEqual({ prediction: 3, alert: 2, event: 1 });
+    });
+
+    it("usage: records and body bytes by kind, and the oldest commit time", () => {
+      const { store } = make();
+      expect(store.kindUsage()).toEqual({
+        byKind: {
+          prediction: { records: 0, bytes: 0 },
+          alert: { records: 0, bytes: 0 },
+          event: { records: 0, bytes: 0 },
+        },
+        oldestCreatedMs: null,
+      });
+      const unicode: NewRecord = {
+        kind: "alert",
+        asset: "Pumpe Süd",
+        tsMs: 1,
+        data: { note: "Überdruck ✓" },
+      };
+      const stored = store.commit([rec("prediction", 1), rec("prediction", 2), rec("alert", 3), unicode]);
+      const bytes = (kind: RecordKind): number =>
+        stored
+          .filter((r) => r.kind === kind)
+          .reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r.data)), 0);
+      const u = store.kindUsage();
+      expect(u.byKind.prediction).toEqual({ records: 2, bytes: bytes("prediction") });
+      expect(u.byKind.alert).toEqual({ records: 2, bytes: bytes("alert") });
+      expect(u.byKind.event).toEqual({ records: 0, bytes: 0 });
+      expect(u.oldestCreatedMs).toBe(stored[0]?.createdMs);
+      // A failed commit changes nothing.
+      expect(() =>
+        store.commit([rec("event", 9, null), { ...rec("alert", 10), kind: "bogus" as RecordKind }]),
+      ).toThrow();
+      expect(store.kindUsage()).toEqual(u);
+    });
+
+    it("checkWritable passes on an open store and throws a StoreError once closed", () => {
+      const { store } = make();
+      expect(() => store.checkWritable()).not.toThrow();
+      store.close();
+      expect(() => store.checkWritable()).toThrow(StoreError);
     });
 
     it("upserts alert state per (asset, model, rule) and reads it back", () => {
@@ -248,6 +289,214 @@ function storeContract(name: string, build: () => Built): void {
   });
 }
 
+function outboxContract(name: string, build: () => { store: Store; clock: ManualClock }): void {
+  describe(`Store contract (outbox, cursors, dead letters, ledger): ${name}`, () => {
+    const open: Store[] = [];
+    const make = (): { store: Store; clock: ManualClock } => {
+      const b = build();
+      open.push(b.store);
+      return b;
+    };
+    afterEach(() => {
+      for (const s of open.splice(0)) s.close();
+    });
+    const seqs = (rows: readonly { seq: number }[]): number[] => rows.map((r) => r.seq);
+
+    it("readOutbox returns the stored JSON text in seq order, optionally of one kind", () => {
+      const { store } = make();
+      const stored = store.commit([rec("prediction", 1), rec("alert", 2), rec("prediction", 3)]);
+      const all = store.readOutbox(0, 10);
+      expect(seqs(all)).toEqual([1, 2, 3]);
+      expect(JSON.parse(all[1]?.dataJson ?? "")).toEqual(stored[1]?.data);
+      expect(all[1]).toMatchObject({ id: stored[1]?.id, kind: "alert", asset: "pump-1" });
+      expect(seqs(store.readOutbox(1, 10, "prediction"))).toEqual([3]);
+      expect(seqs(store.readOutbox(0, 2))).toEqual([1, 2]);
+    });
+
+    it("cursors start at 0, only move forward, and unknown destinations are removed", () => {
+      const { store } = make();
+      store.commit([rec("prediction", 1), rec("prediction", 2)]);
+      store.setDestinations(["a", "b"]);
+      expect(store.cursors()).toEqual([
+        { destination: "a", seq: 0, bypassSeq: 0 },
+        { destination: "b", seq: 0, bypassSeq: 0 },
+      ]);
+      store.acknowledge("a", 2);
+      store.acknowledge("a", 1);
+      store.acknowledge("b", 1, [], "bypass");
+      expect(store.cursors()).toEqual([
+        { destination: "a", seq: 2, bypassSeq: 0 },
+        { destination: "b", seq: 0, bypassSeq: 1 },
+      ]);
+      store.setDestinations(["a", "c"]);
+      expect(store.cursors().map((c) => c.destination)).toEqual(["a", "c"]);
+      expect(store.cursors()[0]?.seq).toBe(2);
+      expect(() => store.acknowledge("zzz", 1)).toThrow(StoreError);
+    });
+
+    it("prune deletes only what every destination has and the retention allows", () => {
+      const { store, clock } = make();
+      store.setDestinations(["a", "b"]);
+      store.commit([rec("prediction", 1), rec("alert", 2), rec("prediction", 3)]);
+      clock.advance(10_000);
+      store.commit([rec("prediction", 4)]);
+      store.acknowledge("a", 4);
+      store.acknowledge("b", 2);
+      expect(store.prune(clock.nowMs() + 1, 100)).toBe(2);
+      expect(seqs(store.readAfter(0, 10))).toEqual([3, 4]);
+      store.acknowledge("b", 4);
+      // Seq 4 is too young for a 5 s retention.
+      expect(store.prune(clock.nowMs() - 5_000, 100)).toBe(1);
+      expect(seqs(store.readAfter(0, 10))).toEqual([4]);
+      expect(store.ledger()).toEqual([]);
+    });
+
+    it("with no destination every record counts as delivered; maxRows bounds one prune", () => {
+      const { store, clock } = make();
+      store.commit([rec("prediction", 1), rec("prediction", 2), rec("prediction", 3)]);
+      expect(store.prune(clock.nowMs() + 1, 2)).toBe(2);
+      expect(seqs(store.readAfter(0, 10))).toEqual([3]);
+    });
+
+    it("acknowledge sets rejected records aside as dead letters, counted in the ledger, in one step", () => {
+      const { store } = make();
+      store.setDestinations(["a"]);
+      store.commit([rec("prediction", 1), rec("alert", 2), rec("prediction", 3)]);
+      const [, bad] = store.readOutbox(0, 10);
+      if (!bad) throw new Error("no record");
+      store.acknowledge("a", 3, [{ record: bad, reason: "HTTP 422: bad record" }]);
+      expect(store.cursors()[0]?.seq).toBe(3);
+      const dead = store.deadLetters();
+      expect(dead).toHaveLength(1);
+      expect(dead[0]).toMatchObject({
+        destination: "a",
+        reason: "HTTP 422: bad record",
+        status: "dead",
+        attempts: 1,
+      });
+      expect(dead[0]?.record).toEqual(bad);
+      expect(store.ledger().map((e) => [e.reason, e.kind, e.count])).toEqual([["dead_lettered", "alert", 1]]);
+    });
+
+    it("dead letters: retry marks them, resolve delivers or sets aside again, drop counts in the ledger", () => {
+      const { store } = make();
+      store.setDestinations(["a", "b"]);
+      store.commit([rec("prediction", 1), rec("alert", 2), rec("prediction", 3)]);
+      const rows = store.readOutbox(0, 10);
+      const [r1, r2, r3] = rows;
+      if (!r1 || !r2 || !r3) throw new Error("no records");
+      store.acknowledge("a", 3, [
+        { record: r1, reason: "x" },
+        { record: r2, reason: "y" },
+      ]);
+      store.acknowledge("b", 3, [{ record: r3, reason: "z" }]);
+      expect(store.retryDeadLetters({ destination: "a", ids: [r1.id] })).toBe(1);
+      expect(store.deadLetters({ status: "retry" }).map((d) => d.record.id)).toEqual([r1.id]);
+      store.resolveDeadLetters("a", [r1.id], "dead", "still bad");
+      expect(store.deadLetters({ ids: [r1.id] })[0]).toMatchObject({
+        status: "dead",
+        attempts: 2,
+        reason: "still bad",
+      });
+      expect(store.retryDeadLetters({ destination: "a" })).toBe(2);
+      store.resolveDeadLetters("a", [r1.id, r2.id], "delivered");
+      expect(store.deadLetters().map((d) => d.destination)).toEqual(["b"]);
+      expect(store.dropDeadLetters({ destination: "b" })).toBe(1);
+      expect(store.deadLetters()).toEqual([]);
+      const ledger = Object.fromEntries(store.ledger().map((e) => [`${e.reason}/${e.kind}`, e.count]));
+      expect(ledger).toEqual({
+        "dead_lettered/prediction": 2,
+        "dead_lettered/alert": 1,
+        "dead_letter_dropped/prediction": 1,
+      });
+    });
+
+    it("expire deletes undelivered records older than the cutoff and counts them", () => {
+      const { store, clock } = make();
+      store.setDestinations(["a"]);
+      store.commit([rec("prediction", 1), rec("alert", 2), rec("event", 3, null)]);
+      clock.advance(60_000);
+      store.commit([rec("prediction", 4)]);
+      const losses = store.expire(clock.nowMs() - 30_000, 100);
+      expect(losses).toEqual([
+        { reason: "expired", kind: "prediction", count: 1 },
+        { reason: "expired", kind: "alert", count: 1 },
+        { reason: "expired", kind: "event", count: 1 },
+      ]);
+      expect(seqs(store.readAfter(0, 10))).toEqual([4]);
+      expect(store.ledger().reduce((n, e) => n + e.count, 0)).toBe(3);
+    });
+
+    it("evict removes the oldest of a kind (or every second one) and the ledger says exactly how many", () => {
+      const { store } = make();
+      store.setDestinations(["a"]);
+      store.commit(Array.from({ length: 10 }, (_, i) => rec(i % 5 === 4 ? "alert" : "prediction", i)));
+      // predictions: seqs 1-4, 6-9; alerts: 5, 10
+      store.acknowledge("a", 2);
+      expect(store.evict("prediction", 3)).toBe(3);
+      expect(seqs(store.readAfter(0, 20))).toEqual([4, 5, 6, 7, 8, 9, 10]);
+      // Seqs 1 and 2 were delivered: only seq 3 was lost.
+      expect(store.ledger().map((e) => [e.reason, e.kind, e.count])).toEqual([["evicted", "prediction", 1]]);
+      // Thin: every second block of the oldest 2×2 predictions (4, 6 | 7, 8): 7 and 8 go.
+      expect(store.evict("prediction", 2, "thin")).toBe(2);
+      expect(seqs(store.readAfter(0, 20))).toEqual([4, 5, 6, 9, 10]);
+      expect(store.ledger()[0]?.count).toBe(3);
+      expect(store.counts()).toEqual({ prediction: 3, alert: 2, event: 0 });
+    });
+
+    it("reportLosses commits one event with the unreported counts and marks them reported", () => {
+      const { store } = make();
+      const make1 = (losses: readonly Loss[]): NewRecord => ({
+        kind: "event",
+        asset: null,
+        tsMs: 1,
+        data: { type: "data-loss", losses },
+      });
+      expect(store.reportLosses(make1)).toBeUndefined();
+      store.addLosses([
+        { reason: "store_full", kind: "prediction", count: 5 },
+        { reason: "store_full", kind: "prediction", count: 2 },
+        { reason: "evicted", kind: "alert", count: 1 },
+      ]);
+      const ev = store.reportLosses(make1);
+      expect(ev?.kind).toBe("event");
+      expect(ev?.data).toEqual({
+        type: "data-loss",
+        losses: [
+          { reason: "evicted", kind: "alert", count: 1 },
+          { reason: "store_full", kind: "prediction", count: 7 },
+        ],
+      });
+      expect(store.reportLosses(make1)).toBeUndefined();
+      store.addLosses([{ reason: "store_full", kind: "prediction", count: 1 }]);
+      expect(store.reportLosses(make1)?.data).toEqual({
+        type: "data-loss",
+        losses: [{ reason: "store_full", kind: "prediction", count: 1 }],
+      });
+      expect(store.ledger().find((e) => e.reason === "store_full")).toMatchObject({ count: 8, reported: 8 });
+      expect(seqs(store.readAfter(0, 10))).toEqual([1, 2]);
+    });
+
+    it("usage grows with records and is reported in bytes", () => {
+      const { store } = make();
+      const before = store.usage();
+      store.commit(Array.from({ length: 200 }, (_, i) => rec("prediction", i)));
+      const after = store.usage();
+      expect(after.usedBytes).toBeGreaterThan(before.usedBytes);
+    });
+  });
+}
+
+outboxContract("MemoryStore", () => {
+  const clock = new ManualClock();
+  return { store: new MemoryStore(clock), clock };
+});
+
+outboxContract("SqliteStore", () => {
+  const clock = new ManualClock();
+  return { store: new SqliteStore({ file: path.join(tempDir("vigil-store-"), "vigil.db"), clock }), clock };
+});
+
 storeContract("MemoryStore", () => ({ store: new MemoryStore() }));
 
 storeContract("SqliteStore", () => {
@@ -272,6 +521,17 @@ describe("SqliteStore (durable)", () => {
   };
   afterEach(() => {
     for (const s of opened.splice(0)) s.close();
+  });
+
+  it("kind usage kept by writes equals usage counted afresh after reopening", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const first = openStore(file);
+    first.kindUsage(); // start the tally before the writes
+    first.commit([rec("prediction", 1), rec("event", 2, null)]);
+    first.commit([rec("alert", 3)]);
+    const kept = first.kindUsage();
+    first.close();
+    expect(openStore(file).kindUsage()).toEqual(kept);
   });
 
   it("never reuses a seq, even after the newest records are deleted", () => {
@@ -358,5 +618,55 @@ describe("SqliteStore (durable)", () => {
     const file = path.join(tempDir("vigil-store-"), "a", "b", "vigil.db");
     openStore(file).close();
     expect(fs.existsSync(file)).toBe(true);
+  });
+
+  it("a fresh database beside a seq floor continues above it (a reset never reissues a seq)", () => {
+    const dir = tempDir("vigil-store-");
+    const file = path.join(dir, "vigil.db");
+    const first = openStore(file);
+    first.commit([rec("prediction", 1), rec("prediction", 2)]);
+    first.close();
+    const floor = readSeqFloor(file);
+    expect(floor).toBeGreaterThanOrEqual(2);
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+    const fresh = openStore(file);
+    const [next] = fresh.commit([rec("prediction", 3)]);
+    expect(next?.seq).toBe(floor + 1);
+    expect(fresh.lastSeq()).toBe(floor + 1);
+  });
+
+  it("the seq floor is moved up before a commit passes it", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const store = openStore(file);
+    store.commit(Array.from({ length: SEQ_RESERVE + 5 }, (_, i) => rec("prediction", i)));
+    expect(readSeqFloor(file)).toBeGreaterThanOrEqual(SEQ_RESERVE + 5);
+  });
+
+  it("a file that is not a database is refused as STORE_CORRUPT", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    fs.writeFileSync(file, Buffer.alloc(8192, 0x5a));
+    let caught: unknown;
+    try {
+      openStore(file);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(StoreError);
+    expect((caught as StoreError).code).toBe("STORE_CORRUPT");
+  });
+
+  it("reclaim gives the pages of deleted records back to the file system", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const store = openStore(file);
+    const big = { blob: "x".repeat(2_000) };
+    for (let i = 0; i < 20; i++)
+      store.commit(Array.from({ length: 100 }, (_, j) => ({ ...rec("prediction", i * 100 + j), data: big })));
+    store.reclaim();
+    const full = fs.statSync(file).size;
+    expect(store.prune(Number.MAX_SAFE_INTEGER, 10_000)).toBe(2_000);
+    expect(store.usage().freeBytes).toBeGreaterThan(full / 2);
+    expect(store.reclaim()).toBeGreaterThan(full / 2);
+    expect(fs.statSync(file).size).toBeLessThan(full / 4);
+    expect(store.usage().freeBytes).toBe(0);
   });
 });

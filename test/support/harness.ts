@@ -63,6 +63,13 @@ export async function startGateway(
   return { gateway, config, brokerUrl, stop: () => gateway.stop() };
 }
 
+/** `http://host:port` of a running gateway's local API. */
+export function apiUrl(running: RunningGateway): string {
+  const a = running.gateway.apiAddress();
+  if (!a) throw new Error("the gateway serves no API");
+  return `http://${a.host}:${a.port}`;
+}
+
 export interface Message {
   topic: string;
   payload: Buffer;

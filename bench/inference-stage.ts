@@ -1,0 +1,66 @@
+/**
+ * Vigil's inference stage alone, off the machine's other load: the gateway's own worker pool
+ * (src/inference/pool.ts, one worker) with the shipped model, fed batches of the size the
+ * gateway formed, `depth` calls outstanding at a time (as the runner keeps up to 4 per worker),
+ * for a fixed time. Beside the raw ONNX Runtime ceiling at the same batch, it says what the
+ * worker hop costs per call: messaging both ways, the worker's event-loop turn and the output copy.
+ */
+
+import path from "node:path";
+import { WorkerPool } from "../src/inference/pool.js";
+import { nowMs } from "./lib/clock.js";
+import { PUMP_HEALTH_DIR } from "./ort-ceiling.js";
+
+export interface StageFigure {
+  batch: number;
+  depth: number;
+  calls: number;
+  windowsPerSec: number;
+  /** Wall time per call, µs. */
+  usPerCall: number;
+}
+
+export async function measureInferenceStage(
+  batches: readonly number[],
+  durationMs = 700,
+): Promise<StageFigure[]> {
+  const pool = new WorkerPool({ size: 1 });
+  await pool.start();
+  const session = await pool.createSession(path.join(PUMP_HEALTH_DIR, "model.onnx"), {
+    executionProviders: ["cpu"],
+    intraOpThreads: 1,
+    graphOptimizationLevel: "all",
+  });
+  const out: StageFigure[] = [];
+  try {
+    for (const batch of batches) {
+      const data = Float32Array.from({ length: batch * 16 }, (_, i) => Math.sin(i) * 1.5);
+      const dims = [batch, 16];
+      await session.benchmark?.("input", data, dims, 0, 200);
+      for (const depth of [1, 4]) {
+        let calls = 0;
+        const started = nowMs();
+        const until = started + durationMs;
+        const loop = async (): Promise<void> => {
+          while (nowMs() < until) {
+            await session.run("input", data, dims);
+            calls++;
+          }
+        };
+        await Promise.all(Array.from({ length: depth }, loop));
+        const seconds = (nowMs() - started) / 1000;
+        out.push({
+          batch,
+          depth,
+          calls,
+          windowsPerSec: (calls * batch) / seconds,
+          usPerCall: (seconds * 1e6) / calls,
+        });
+      }
+    }
+  } finally {
+    await session.release();
+    await pool.close();
+  }
+  return out;
+}
