@@ -26,6 +26,7 @@ import { silentLogger } from "../../src/system/logger.js";
 import { parseCsv } from "../../src/tools/formats.js";
 import { REPO_ROOT, runCli } from "../support/cli.js";
 import { Collector, startGateway, tempDir, testConfig, type RunningGateway } from "../support/harness.js";
+import { seeded } from "../support/receiver.js";
 import { alertEvents, type RefAlertRule, type RefPrediction } from "../support/reference.js";
 
 const PKG = path.join(REPO_ROOT, "models", "milling-failure", "1.0.0");
@@ -74,25 +75,13 @@ const COLUMNS = [
   "RNF",
 ];
 
-/** mulberry32: a small seeded PRNG, so the synthetic plant is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * `n` machining processes in the AI4I layout: temperatures drifting around 300/310 K, speed and
  * torque around 1500 rpm / 40 Nm, tool wear growing, and a stretch of overstrain (high torque on
  * a worn tool) and of power failure (very low torque at high speed) that should raise risk.
  */
 function syntheticCsv(n: number, seed: number): string {
-  const rnd = prng(seed);
+  const rnd = seeded(seed);
   const lines = [COLUMNS.join(",")];
   for (let i = 0; i < n; i++) {
     const type = "LMH"[i % 3] as string;
