@@ -25,9 +25,17 @@ Set-up:
 - split in time, never shuffled (windows overlap, so a shuffled split would leak): the first
   60 % of rows train, the next 20 % validate (early stopping, thresholds, the choice of
   window and width), the last 20 % test;
-- model: a small MLP with a sigmoid output, class-weighted binary cross-entropy;
+- model: a small MLP, class-weighted binary cross-entropy, early stopping on validation ROC
+  AUC; its logit is then calibrated on the validation part (Platt scaling, σ(a·logit + b)) so
+  that `failure_probability` is a probability, not odds inflated by the class weight;
 - alert thresholds: chosen on the validation part for a false-alarm rate (share of windows
-  without a failure that raise) of 5 % (warning) and 1 % (critical).
+  without a failure that raise) of 5 % (warning) and 1 % (critical);
+- the file's last row ends no window: live, its window closes only when a later reading
+  arrives, so neither the gateway nor `vigil batch` emits it.
+
+The metrics printed (and stored under `training.metrics` in the manifest) are computed on the
+exported graph's own output, which ONNX Runtime reproduces: `vigil batch` over the same file
+gives the same test ROC AUC and average precision (test/integration/milling-failure.test.ts).
 """
 
 from __future__ import annotations
@@ -84,9 +92,14 @@ def aggregates(window: np.ndarray) -> np.ndarray:
 
 
 def build_windows(x: np.ndarray, fail: np.ndarray, size: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Windows ending at every row e (rows e−size+1..e) with a full horizon after it; label: a failure in rows e+1..e+horizon."""
+    """Windows ending at every row e (rows e−size+1..e) with a full horizon after it; label: a failure in rows e+1..e+horizon.
+
+    The gateway closes the window of row e when event time reaches its end, i.e. when row e+1
+    arrives; the file's last row never closes its window (live, nothing comes after it), so it
+    ends no window here either and offline metrics match what the gateway emits one for one.
+    """
     feats, labels, ends = [], [], []
-    for e in range(size - 1, len(x) - horizon):
+    for e in range(size - 1, min(len(x) - 1, len(x) - horizon)):
         feats.append(aggregates(x[e - size + 1 : e + 1]))
         # horizon 0: the window's own last process; h > 0: one of the next h processes.
         labels.append(float(fail[e : e + 1].any() if horizon == 0 else fail[e + 1 : e + 1 + horizon].any()))
@@ -154,14 +167,41 @@ class Net(nn.Module):
 
 
 class Shipped(nn.Module):
-    """The exported graph: probability in [0, 1], [batch, 1]."""
+    """The exported graph: calibrated probability in [0, 1], [batch, 1].
 
-    def __init__(self, net: nn.Module):
+    σ(a·logit + b) with (a, b) fitted on the validation part (Platt scaling): the class-weighted
+    loss inflates the odds by the weight, so the raw sigmoid is not a probability. σ is written
+    as 1 / (1 + e^−z) (ONNX Exp, Add, Reciprocal) rather than the Sigmoid operator, whose
+    ONNX Runtime kernel has an absolute error of ~1e-7, which near 0 reorders close scores
+    against torch; this form keeps the relative precision of float32 in both.
+    """
+
+    def __init__(self, net: nn.Module, a: float, b: float):
         super().__init__()
         self.net = net
+        self.register_buffer("a", torch.tensor([a], dtype=torch.float32))
+        self.register_buffer("b", torch.tensor([b], dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(x))
+        z = self.net(x) * self.a + self.b
+        return torch.reciprocal(torch.exp(-z) + 1.0)
+
+
+def platt(logit: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) minimising the log loss of σ(a·logit + b) against y (float64, L-BFGS)."""
+    lt = torch.from_numpy(logit.astype(np.float64))
+    yt = torch.from_numpy(y.astype(np.float64))
+    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(ab[0] * lt + ab[1], yt)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(ab[0]), float(ab[1])
 
 
 def main() -> None:
@@ -233,7 +273,11 @@ def main() -> None:
             break
     assert best_state is not None
     net.load_state_dict(best_state)
-    shipped = Shipped(net).eval()
+    net.eval()
+    with torch.no_grad():
+        logit_va = net(torch.from_numpy(z[va])).numpy().ravel()
+    cal_a, cal_b = platt(logit_va, labels[va])
+    shipped = Shipped(net, cal_a, cal_b).eval()
     with torch.no_grad():
         prob = shipped(torch.from_numpy(z)).numpy().ravel()
 
@@ -251,7 +295,8 @@ def main() -> None:
         }
     # Per failure (row) in the test part: did the warning rule (one window above its threshold)
     # flag it: the window ending at it (horizon 0), or one of the windows before it (horizon h)?
-    test_fail_rows = [int(r) for r in np.where(fail)[0] if r >= cut2 + args.window]
+    covered = {int(e) for e in ends[te]} if args.horizon == 0 else {int(e) + k for e in ends[te] for k in range(1, args.horizon + 1)}
+    test_fail_rows = [int(r) for r in np.where(fail)[0] if int(r) in covered]
 
     def flagged(r: int) -> bool:
         m = (ends == r) if args.horizon == 0 else (ends >= r - args.horizon) & (ends < r)
@@ -269,14 +314,15 @@ def main() -> None:
         },
     }
     metrics["bestEpoch"] = best_epoch
+    metrics["calibration"] = {"a": cal_a, "b": cal_b}
     print(json.dumps(metrics, indent=1), flush=True)
 
     out = args.out or REPO / "models" / NAME / args.version
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(shipped, torch.from_numpy(z[:1]), out / "model.onnx", ["failure_probability"])
-    picks = [int(np.argmax(prob[te] if te.any() else prob)), int(np.argmin(prob)), int(np.argsort(prob)[len(prob) // 2])]
-    te_idx = np.where(te)[0]
-    picks[0] = int(te_idx[np.argmax(prob[te])]) if te.any() else picks[0]
+    # Self-test cases that pin the whole curve, not only its saturated ends: the windows whose
+    # probability is closest to 0.9, 0.5, 0.1 and 0.01.
+    picks = [int(np.argmin(np.abs(prob - q))) for q in (0.9, 0.5, 0.1, 0.01)]
     cases = []
     for i in picks:
         with torch.no_grad():
