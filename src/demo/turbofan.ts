@@ -77,7 +77,11 @@ export interface TurbofanTruth {
 
 const SALT = { wear: 11, life: 12, offset: 13, factor: 14, noise: 200 } as const;
 
-export function createTurbofan(seed: number, params: TurbofanParams, options: TurbofanOptions = {}): Turbofan {
+export function createTurbofan(
+  seed: number,
+  params: TurbofanParams,
+  options: TurbofanOptions = {},
+): Turbofan {
   const initialWear = options.initialWear ?? 0.2 + 0.75 * hashUniform(seed, SALT.wear);
   if (!(initialWear >= 0 && initialWear < 1)) throw new RangeError("initialWear must be in [0, 1)");
   return { seed, params, initialWear, noiseScale: options.noiseScale ?? 1, lives: [] };
@@ -100,7 +104,11 @@ function lifeAt(e: Turbofan, k: number): Life {
   if (k < first.firstK) return first; // before the observed history: the first life, extrapolated
   let last = lives[lives.length - 1] as Life;
   while (k >= last.firstK + last.cycles) {
-    last = { index: last.index + 1, firstK: last.firstK + last.cycles, cycles: lifeLength(e, last.index + 1) };
+    last = {
+      index: last.index + 1,
+      firstK: last.firstK + last.cycles,
+      cycles: lifeLength(e, last.index + 1),
+    };
     lives.push(last);
   }
   let lo = 0;
@@ -139,7 +147,8 @@ export function engineRow(e: Turbofan, k: number): Record<string, number> {
   p.columns.forEach((c, j) => {
     const offset = c.offsetSd * hashNormal(e.seed, SALT.offset + j * 1000, life.index, 1);
     const noise = e.noiseScale * c.noise * hashNormal(e.seed, SALT.noise + j, lo, hi);
-    const v = c.mean + e.noiseScale * offset + c.degradation * wear + e.noiseScale * c.drift * factor * phase + noise;
+    const v =
+      c.mean + e.noiseScale * offset + c.degradation * wear + e.noiseScale * c.drift * factor * phase + noise;
     values[c.name] = roundTo(v, c.decimals);
   });
   return values;

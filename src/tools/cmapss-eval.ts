@@ -67,7 +67,12 @@ export interface CmapssEvalOptions {
 export interface CmapssEvalResult {
   model: { name: string; version: string; output: string };
   offline: RulScores & { windows: number; seconds: number };
-  live: RulScores & { windows: number; seconds: number; replayedMessages: number; rejected: Record<string, number> };
+  live: RulScores & {
+    windows: number;
+    seconds: number;
+    replayedMessages: number;
+    rejected: Record<string, number>;
+  };
   agreement: {
     windowsCompared: number;
     missingLive: number;
@@ -313,7 +318,10 @@ export async function evaluateCmapss(options: CmapssEvalOptions): Promise<Cmapss
         tolerance,
       },
       alerts: Object.fromEntries(
-        Object.entries(alerts).map(([rule, a]) => [rule, { raised: a.raised, cleared: a.cleared, engines: a.engines.size }]),
+        Object.entries(alerts).map(([rule, a]) => [
+          rule,
+          { raised: a.raised, cleared: a.cleared, engines: a.engines.size },
+        ]),
       ),
       ok: false,
     };
@@ -327,13 +335,16 @@ export async function evaluateCmapss(options: CmapssEvalOptions): Promise<Cmapss
 
 /** Where datasets live: `VIGIL_DATA_DIR`, else `../shared/data` beside the repository. */
 export function defaultDataRoot(repoRoot: string, env: NodeJS.ProcessEnv = process.env): string {
-  return env.VIGIL_DATA_DIR ? path.resolve(env.VIGIL_DATA_DIR) : path.resolve(repoRoot, "..", "shared", "data");
+  return env.VIGIL_DATA_DIR
+    ? path.resolve(env.VIGIL_DATA_DIR)
+    : path.resolve(repoRoot, "..", "shared", "data");
 }
 
 /** `dir` itself when it holds `test_<subset>.txt`, else `dir/cmapss` when that does; else undefined. */
 export function findCmapssDir(dir: string, subset = "FD001"): string | undefined {
   for (const d of [dir, path.join(dir, "cmapss")]) {
-    if (fs.existsSync(path.join(d, `test_${subset}.txt`)) && fs.existsSync(path.join(d, `RUL_${subset}.txt`))) return d;
+    if (fs.existsSync(path.join(d, `test_${subset}.txt`)) && fs.existsSync(path.join(d, `RUL_${subset}.txt`)))
+      return d;
   }
   return undefined;
 }

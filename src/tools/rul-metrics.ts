@@ -80,7 +80,11 @@ export interface RulScores {
   scoreCappedTruth: number;
 }
 
-export function scoreEngines(last: ReadonlyMap<number, WindowPrediction>, truth: readonly number[], cap = 125): RulScores {
+export function scoreEngines(
+  last: ReadonlyMap<number, WindowPrediction>,
+  truth: readonly number[],
+  cap = 125,
+): RulScores {
   const pred: number[] = [];
   const t: number[] = [];
   const missing: number[] = [];

@@ -78,7 +78,10 @@ describe("turbofan generator", () => {
   });
 
   it("noise, offsets and lives have the fitted spread over a fleet", () => {
-    const lives = Array.from({ length: 400 }, (_, i) => engineTruth(createTurbofan(i, FD001_PARAMS), 0).cycles);
+    const lives = Array.from(
+      { length: 400 },
+      (_, i) => engineTruth(createTurbofan(i, FD001_PARAMS), 0).cycles,
+    );
     const mean = lives.reduce((s, v) => s + v, 0) / lives.length;
     expect(mean).toBeGreaterThan(180);
     expect(mean).toBeLessThan(235); // FD001 training engines: 206 on average
