@@ -20,7 +20,11 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { FD001_PARAMS } from "../../src/demo/turbofan-params.js";
 import { createTurbofan, engineRow, engineTruth } from "../../src/demo/turbofan.js";
+import { EmbeddedBroker } from "../../src/broker/embedded.js";
+import { connectOnce } from "../../src/ingest/mqtt-client.js";
+import { silentLogger } from "../../src/system/logger.js";
 import { CMAPSS_COLUMNS } from "../../src/tools/formats.js";
+import { runReplay } from "../../src/tools/replay.js";
 import {
   defaultDataRoot,
   findCmapssDir,
@@ -218,6 +222,64 @@ describe("npm run eval:cmapss on a synthetic test set", () => {
     expect(missing.stderr).toContain(`no test_FD001.txt and RUL_FD001.txt in ${empty}`);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain("--rate must be a number >= 0");
+  });
+});
+
+describe("vigil replay --format cmapss", () => {
+  it("publishes engine-<unit>, one message per cycle with ts = start + cycle × 1000 ms, in time order, at --rate", async () => {
+    const dir = tempDir("vigil-cmapss-replay-");
+    const cycles = [12, 7, 9];
+    const { rows } = syntheticTestSet(dir, cycles);
+    const broker = new EmbeddedBroker({ host: "127.0.0.1", port: 0 }, silentLogger());
+    await broker.start();
+    const sub = await connectOnce(broker.url(), { clientId: "cmapss-replay-test" });
+    try {
+      const got: { topic: string; ts: number; values: Record<string, number> }[] = [];
+      const total = cycles.reduce((a, b) => a + b, 0);
+      const allArrived = new Promise<void>((resolve) => {
+        sub.on("message", (topic, payload) => {
+          const p = JSON.parse(payload.toString()) as { ts: number; values: Record<string, number> };
+          got.push({ topic, ...p });
+          if (got.length === total) resolve();
+        });
+      });
+      await sub.subscribeAsync("plant/#", { qos: 1 });
+      const start = Date.UTC(2026, 0, 1);
+      const rate = 200;
+      const progress: number[] = [];
+      const t0 = Date.now();
+      const result = await runReplay({
+        file: path.join(dir, "test_FD001.txt"),
+        format: "cmapss",
+        brokerUrl: broker.url(),
+        rate,
+        topic: "plant/{asset}/row",
+        startMs: start,
+        progress: (done) => progress.push(done),
+      });
+      const elapsedMs = Date.now() - t0;
+      expect(result).toEqual({ messages: total, assets: 3, skippedLines: 0 });
+      // At `rate` per second the last message is due (total − 1) / rate seconds after the first:
+      // a lower bound, so this holds on any machine.
+      expect(elapsedMs).toBeGreaterThanOrEqual(((total - 1) * 1000) / rate - 5);
+      expect(progress[0]).toBe(0);
+      expect(progress.at(-1)).toBe(total);
+      // Every acknowledged QoS 1 message reaches the subscriber; wait on the count, not a clock.
+      await allArrived;
+      expect(got).toHaveLength(total);
+      // Cycle-major: every engine's cycle c before any engine's cycle c + 1 (as a fleet runs live).
+      const ts = got.map((m) => m.ts);
+      expect(ts).toEqual([...ts].sort((a, b) => a - b));
+      for (const [unit, unitRows] of rows) {
+        const mine = got.filter((m) => m.topic === `plant/engine-${unit}/row`);
+        expect(mine.map((m) => m.ts)).toEqual(unitRows.map((_, i) => start + (i + 1) * 1000));
+        expect(mine.map((m) => m.values)).toEqual(JSON.parse(JSON.stringify(unitRows))); // -0 travels as 0
+        expect(Object.keys(mine[0]?.values ?? {})).toEqual(CMAPSS_COLUMNS.slice(2));
+      }
+    } finally {
+      await sub.endAsync();
+      await broker.stop();
+    }
   });
 });
 
