@@ -107,6 +107,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
         "Vigil demo running. Pumps: pump-health, a SYNTHETIC model (models/pump-health/README.md).",
         "  Engines: turbofan-rul, trained on NASA C-MAPSS FD001 (models/turbofan-rul/README.md), fed by a",
         "  degradation generator fitted to that data; each line shows the predicted and the true RUL.",
+        "  Also loaded: milling-failure (AI4I 2020); no simulated asset feeds it, try `vigil replay --format csv`",
+        "  on ai4i2020.csv (models/milling-failure/README.md).",
         `  watch everything:  mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/#' -v`,
         `  alerts only:       mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/alerts/#' -v`,
         api ? `  dashboard:         http://${api.host}:${api.port}/` : "",

@@ -321,6 +321,21 @@ describe("npm run eval:cmapss on the real FD001 test set", () => {
       expect(r.agreement.maxAbsDiff).toBeLessThanOrEqual(1e-4);
       expect(Math.abs(r.live.rmse - r.offline.rmse)).toBeLessThanOrEqual(1e-4);
       expect(r.ok).toBe(true);
+      // The shipped package: both ways give the numbers its training run recorded (the model
+      // card's numbers), computed in float64 by the trainer from the same float32 outputs.
+      const recorded = (
+        JSON.parse(fs.readFileSync(path.join(model, "manifest.json"), "utf8")) as {
+          training?: { test?: { rmse: number; score: number; rmseCappedTruth: number } };
+        }
+      ).training?.test;
+      if (realModel !== undefined) {
+        expect(recorded, "the shipped package records its test metrics").toBeDefined();
+        for (const s of [r.offline, r.live]) {
+          expect(s.rmse).toBeCloseTo(recorded?.rmse ?? NaN, 4);
+          expect(s.score).toBeCloseTo(recorded?.score ?? NaN, 2);
+          expect(s.rmseCappedTruth).toBeCloseTo(recorded?.rmseCappedTruth ?? NaN, 4);
+        }
+      }
     },
     150_000,
   );
