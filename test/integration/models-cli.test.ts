@@ -85,7 +85,7 @@ describe("vigil models", () => {
     expect(refused.stdout).toMatch(
       /^FAIL archive\s+archive entry "\.\.\/\.\.\/escape" contains a \.\. segment; package refused \[ARCHIVE_UNSAFE_PATH\]/m,
     );
-  });
+  }, 60_000); // a dozen CLI processes in sequence: 6–9 s idle, over 20 s on a loaded 2-core machine
 
   it("install: the OTA checks offline, active at the next start; refused while a gateway runs there", async () => {
     const keys = makeKeys();

@@ -42,6 +42,69 @@ describe("trial comparison", () => {
     expect(r.reasons).toEqual(["agreement 0.6667 is below minAgreement 0.9 over 3 windows"]);
   });
 
+  it("a window counts once both versions have finished it, whichever comes first; N windows asked, N judged", () => {
+    // The candidate runs ahead (separate runners, separate batches): four of its windows are
+    // in, the serving version's fourth is still being inferred. Not done, nothing judged on
+    // one side alone.
+    const c = comparison({ windows: 4 });
+    c.active([w("a", 0)], [{ rul: 7 }], 0.1); // emitted before the trial: never pairs
+    c.candidate(
+      [w("a", 1), w("a", 2), w("a", 3), w("a", 4)],
+      [{ rul: 1 }, { rul: 2 }, { rul: 3 }, { rul: 4 }],
+      0.4,
+    );
+    c.active([w("a", 1), w("a", 2), w("a", 3)], [{ rul: 1 }, { rul: 2 }, { rul: 3 }], 0.3);
+    expect(c.windows).toBe(3);
+    expect(c.done(1_000)).toBe(false);
+    // The serving version's fourth arrives with a fifth: the fourth completes the trial, the
+    // fifth (and anything later, of either side) is beyond it.
+    c.active([w("a", 4), w("a", 5)], [{ rul: 4 }, { rul: 5 }], 0.2);
+    expect(c.done(1_000)).toBe(true);
+    c.candidate([w("a", 5)], [{ rul: 500 }], 0.1);
+    c.candidateFailed([w("a", 6)]);
+    c.activeFailed([w("a", 6)]);
+    expect(c.report(1_200)).toMatchObject({
+      windows: 4,
+      compared: 4,
+      agreement: 1,
+      activeStats: { windows: 4, errors: 0 },
+      candidateStats: { windows: 4, errors: 0 },
+      outputs: { rul: { compared: 4, agreed: 4, maxAbsDiff: 0 } },
+      passed: true,
+    });
+  });
+
+  it("a failure on either side judges the window without comparing it", () => {
+    const c = comparison({ windows: 3, maxErrorRate: 1 });
+    c.candidateFailed([w("a", 1)]);
+    expect(c.windows).toBe(0);
+    c.active([w("a", 1), w("a", 2), w("a", 3)], [{ rul: 1 }, { rul: 2 }, { rul: 3 }], 0.3);
+    c.activeFailed([w("a", 4)]);
+    c.candidate([w("a", 2)], [{ rul: 2 }], 0.1);
+    expect(c.done(1_000)).toBe(false);
+    c.candidate([w("a", 3)], [{ rul: 3 }], 0.1);
+    expect(c.done(1_000)).toBe(true);
+    expect(c.report(1_000)).toMatchObject({
+      windows: 3,
+      compared: 2,
+      agreement: 1,
+      activeStats: { windows: 3, errors: 0 },
+      candidateStats: { windows: 3, errors: 1 },
+    });
+    // The serving version failing is judged too; the candidate is not blamed for it.
+    const d = comparison({ windows: 1 });
+    d.candidate([w("a", 1)], [{ rul: 1 }], 0.1);
+    d.activeFailed([w("a", 1)]);
+    expect(d.done(1_000)).toBe(true);
+    expect(d.report(1_000)).toMatchObject({
+      windows: 1,
+      compared: 0,
+      activeStats: { errors: 1 },
+      candidateStats: { errors: 0, errorRate: 0 },
+      reasons: ["no window was predicted by both versions"],
+    });
+  });
+
   it("labels must be equal, arrays agree element by element, a NaN never agrees and counts", () => {
     const c = comparison({}, ["state", "probs", "rul"]);
     c.active(

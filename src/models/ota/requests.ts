@@ -14,7 +14,7 @@
  */
 
 export interface TrialCriteria {
-  /** The trial ends after the candidate has predicted this many windows… */
+  /** The trial ends once both versions have predicted (or failed on) this many windows… */
   windows: number;
   /** …or after this long, whichever comes first. */
   durationMs: number;

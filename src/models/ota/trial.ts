@@ -3,17 +3,23 @@
  * windows, compared. Pure: no timers, no I/O; time comes in as arguments.
  *
  * Contract: feed every batch of both sides (`active`/`candidate` with the windows, decoded
- * outputs and batch latency, or `activeFailed`/`candidateFailed`). Windows pair on
- * (asset, window end); a pair is compared once both sides have it (at most `maxPending` waiting
- * windows per side are kept, oldest dropped). Outputs are compared by name over the outputs the
+ * outputs and batch latency, or `activeFailed`/`candidateFailed`), in any order: the two
+ * versions run in separate runners, so either side's result for a window may come first.
+ * Windows pair on (asset, window end); a window is *judged* once both sides have finished it
+ * (predicted or failed), and *compared* when both predicted it (at most `maxPending` windows
+ * waiting for the other side are kept per side, oldest dropped). Each side's windows, errors and
+ * NaN/Inf counts are over the judged windows, so a window only one side has finished counts
+ * nowhere yet (the serving version's windows from before the trial never pair). Once
+ * `criteria.windows` windows are judged the comparison is full: later results are ignored, so
+ * a trial asked to run N windows reports exactly N. Outputs are compared by name over the outputs the
  * two manifests share: numbers agree when |a − c| ≤ absTolerance + relTolerance·|a| (a: the
  * serving version), labels when equal, arrays element by element; a non-finite value on
  * either side disagrees. Latency is the median time per window over recent batches; the
  * candidate is too slow only when its median exceeds `maxLatencyRatio` × the serving
  * version's AND by more than `latencyToleranceMs` (below that, a ratio is timer noise).
- * `done(nowMs)` says whether the trial has run its course (candidate
- * windows ≥ `windows` or time ≥ `durationMs`); `report(nowMs)` gives the figures and the
- * verdict against the criteria, with one reason per criterion missed.
+ * `done(nowMs)` says whether the trial has run its course (judged windows ≥ `windows`, or
+ * time ≥ `durationMs`); `report(nowMs)` gives the figures and the verdict against the
+ * criteria, with one reason per criterion missed.
  */
 
 import type { OutputValue } from "../package.js";
@@ -46,6 +52,8 @@ export interface TrialReport {
   candidate: string;
   startedAtMs: number;
   durationMs: number;
+  /** Windows judged: both sides predicted or failed on them (at most `criteria.windows`). */
+  windows: number;
   /** Windows compared (both sides predicted them). */
   compared: number;
   agreement: number | null;
@@ -63,6 +71,8 @@ export interface TrialReport {
 }
 
 type Outputs = Readonly<Record<string, OutputValue>>;
+/** One side's result for one window: its outputs, or null when its inference failed. */
+type Result = Outputs | null;
 
 export class TrialComparison {
   private readonly activeStats: SideStats = {
@@ -79,12 +89,14 @@ export class TrialComparison {
     latencyMsTotal: 0,
     perWindowMs: [],
   };
-  private readonly pendingActive = new Map<string, Outputs>();
-  private readonly pendingCandidate = new Map<string, Outputs>();
+  private readonly pendingActive = new Map<string, Result>();
+  private readonly pendingCandidate = new Map<string, Result>();
   private readonly perOutput = new Map<
     string,
     { compared: number; agreed: number; n: number; sum: number; max: number }
   >();
+  /** Windows both sides have finished (see the header). */
+  private judged = 0;
   private compared = 0;
   private agreed = 0;
 
@@ -100,62 +112,53 @@ export class TrialComparison {
   }
 
   active(items: readonly WindowRef[], outputs: readonly Outputs[], elapsedMs: number): void {
-    this.record(this.activeStats, items, outputs, elapsedMs);
-    items.forEach((item, i) =>
-      this.pair(key(item), outputs[i] ?? {}, this.pendingActive, this.pendingCandidate, "active"),
-    );
+    if (this.full) return;
+    this.latency(this.activeStats, items.length, elapsedMs);
+    items.forEach((item, i) => this.side("active", key(item), outputs[i] ?? {}));
   }
 
   candidate(items: readonly WindowRef[], outputs: readonly Outputs[], elapsedMs: number): void {
-    this.record(this.candidateStats, items, outputs, elapsedMs);
-    items.forEach((item, i) =>
-      this.pair(key(item), outputs[i] ?? {}, this.pendingCandidate, this.pendingActive, "candidate"),
-    );
+    if (this.full) return;
+    this.latency(this.candidateStats, items.length, elapsedMs);
+    items.forEach((item, i) => this.side("candidate", key(item), outputs[i] ?? {}));
   }
 
   activeFailed(items: readonly WindowRef[]): void {
-    this.activeStats.errors += items.length;
+    for (const item of items) this.side("active", key(item), null);
   }
 
   candidateFailed(items: readonly WindowRef[]): void {
-    this.candidateStats.errors += items.length;
-    this.candidateStats.windows += items.length;
+    for (const item of items) this.side("candidate", key(item), null);
   }
 
-  /** Candidate windows seen (predicted or failed). */
-  get candidateWindows(): number {
-    return this.candidateStats.windows;
+  /** Windows judged so far: both versions have predicted (or failed on) them. */
+  get windows(): number {
+    return this.judged;
+  }
+
+  /** `criteria.windows` windows are judged: the report will not change any more. */
+  get full(): boolean {
+    return this.judged >= this.criteria.windows;
   }
 
   done(nowMs: number): boolean {
-    return (
-      this.candidateStats.windows >= this.criteria.windows ||
-      nowMs - this.startedAtMs >= this.criteria.durationMs
-    );
+    return this.full || nowMs - this.startedAtMs >= this.criteria.durationMs;
   }
 
-  private record(
-    stats: SideStats,
-    items: readonly WindowRef[],
-    outputs: readonly Outputs[],
-    elapsedMs: number,
-  ): void {
-    stats.windows += items.length;
+  private latency(stats: SideStats, windows: number, elapsedMs: number): void {
+    if (windows === 0) return;
     stats.latencyMsTotal += elapsedMs;
-    if (items.length > 0) {
-      stats.perWindowMs.push(elapsedMs / items.length);
-      if (stats.perWindowMs.length > MAX_LATENCY_SAMPLES) stats.perWindowMs.shift();
-    }
-    for (const o of outputs) if (Object.values(o).some((v) => v === null)) stats.nonFinite++;
+    stats.perWindowMs.push(elapsedMs / windows);
+    if (stats.perWindowMs.length > MAX_LATENCY_SAMPLES) stats.perWindowMs.shift();
   }
 
-  private pair(
-    k: string,
-    mine: Outputs,
-    myPending: Map<string, Outputs>,
-    theirPending: Map<string, Outputs>,
-    side: "active" | "candidate",
-  ): void {
+  /** One side's result for window `k`: judged now if the other side has it, else kept waiting. */
+  private side(side: "active" | "candidate", k: string, mine: Result): void {
+    if (this.full) return;
+    const [myPending, theirPending] =
+      side === "active"
+        ? [this.pendingActive, this.pendingCandidate]
+        : [this.pendingCandidate, this.pendingActive];
     const theirs = theirPending.get(k);
     if (theirs === undefined) {
       myPending.set(k, mine);
@@ -167,7 +170,18 @@ export class TrialComparison {
     }
     theirPending.delete(k);
     const [a, c] = side === "active" ? [mine, theirs] : [theirs, mine];
-    this.compare(a, c);
+    this.judge(a, c);
+    if (this.full) {
+      this.pendingActive.clear();
+      this.pendingCandidate.clear();
+    }
+  }
+
+  private judge(a: Result, c: Result): void {
+    this.judged++;
+    count(this.activeStats, a);
+    count(this.candidateStats, c);
+    if (a !== null && c !== null) this.compare(a, c);
   }
 
   private compare(a: Outputs, c: Outputs): void {
@@ -258,6 +272,7 @@ export class TrialComparison {
       candidate: this.names.candidate,
       startedAtMs: this.startedAtMs,
       durationMs: nowMs - this.startedAtMs,
+      windows: this.judged,
       compared: this.compared,
       agreement,
       outputs,
@@ -278,6 +293,12 @@ function median(xs: readonly number[]): number | null {
   const sorted = [...xs].sort((x, y) => x - y);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+function count(stats: SideStats, r: Result): void {
+  stats.windows++;
+  if (r === null) stats.errors++;
+  else if (Object.values(r).some((v) => v === null)) stats.nonFinite++;
 }
 
 function sideFigures(s: SideStats): Omit<SideStats, "perWindowMs"> {

@@ -1169,6 +1169,23 @@ export class ModelUpdater {
       shared,
       startedAtMs,
     );
+    // Either side may finish a window first (separate runners and batches): whichever
+    // completes the last window the criteria ask for ends the trial.
+    const watch = (side: "active" | "candidate"): RunnerMonitor => {
+      const ended = (): void => {
+        if (comparison.done(this.now())) void this.scheduleTrialEnd(name, trial);
+      };
+      return {
+        batch: (items, outputs, ms) => {
+          comparison[side](items, outputs, ms);
+          ended();
+        },
+        failed: (items) => {
+          comparison[side === "active" ? "activeFailed" : "candidateFailed"](items);
+          ended();
+        },
+      };
+    };
     const record: TrialRecord = {
       transaction,
       source,
@@ -1183,21 +1200,9 @@ export class ModelUpdater {
       comparison,
       timer: undefined,
       state: "running",
-      activeMonitor: {
-        batch: (items, outputs, ms) => comparison.active(items, outputs, ms),
-        failed: (items) => comparison.activeFailed(items),
-      },
+      activeMonitor: watch("active"),
     };
-    const candidateMonitor: RunnerMonitor = {
-      batch: (items, outputs, ms) => {
-        comparison.candidate(items, outputs, ms);
-        if (comparison.done(this.now())) void this.scheduleTrialEnd(name, trial);
-      },
-      failed: (items) => {
-        comparison.candidateFailed(items);
-        if (comparison.done(this.now())) void this.scheduleTrialEnd(name, trial);
-      },
-    };
+    const candidateMonitor = watch("candidate");
     host.addMonitor(name, trial.activeMonitor);
     host.setShadow(candidate, [candidateMonitor]);
     this.trials.set(name, trial);
@@ -1259,8 +1264,11 @@ export class ModelUpdater {
   ): Promise<void> {
     const host = this.requireHost();
     const { record, candidate } = trial;
-    host.removeMonitor(name, trial.activeMonitor);
+    // The serving version stays watched until the candidate's last batch is in: its results
+    // for windows the candidate is still running pair with them (a trial ended by time or by
+    // request; one ended by its window count is already full).
     await host.clearShadow(name);
+    host.removeMonitor(name, trial.activeMonitor);
     const report = trial.report ?? trial.comparison.report(this.now());
     trial.report = report;
     if (how !== "cancel" && trial.state !== "awaiting-promotion") {
@@ -1477,7 +1485,7 @@ export class ModelUpdater {
                   transaction: t.record.transaction,
                   state: t.state,
                   startedAtMs: t.record.startedAtMs,
-                  windows: t.comparison.candidateWindows,
+                  windows: t.comparison.windows,
                   criteria: t.record.criteria,
                   report: t.report ?? t.comparison.report(this.now()),
                 }
