@@ -35,6 +35,8 @@ import {
   sample,
 } from "../src/demo/plant-physics.js";
 import type { Machine } from "../src/demo/plant-physics.js";
+import { createTurbofan, engineRow, engineTruth } from "../src/demo/turbofan.js";
+import { FD001_PARAMS } from "../src/demo/turbofan-params.js";
 import type {
   AlertRuleSpec,
   InputSpec,
@@ -508,6 +510,143 @@ function timeNtcPrevious(): PackageSpec {
     tolerance: 1e-4,
     withWeights: true,
     graphSummary: "input[batch,5,1] → Flatten → y (5→1) → y[batch,1]",
+  };
+}
+
+/**
+ * cmapss-rul-standin: the shape of the real turbofan-rul package (count window of 30 cycles,
+ * 14 informative C-MAPSS sensors, z-score, NTC, output `rul`) with a model small enough to
+ * write here: rul = b + Σ_j a_j · mean_t z_{t,j}, a ridge regression on window means fitted to
+ * engines of the demo's turbofan generator (src/demo/turbofan.ts, its parameters fitted to
+ * FD001; no data row is read here), target min(RUL, 125). It exists so that `vigil batch`,
+ * `vigil replay` and `npm run eval:cmapss` can be tested without the trained model; its
+ * accuracy on the real test set is whatever a linear model of window means gives.
+ */
+function cmapssRulStandin(): PackageSpec {
+  const signals = [
+    "s2",
+    "s3",
+    "s4",
+    "s7",
+    "s8",
+    "s9",
+    "s11",
+    "s12",
+    "s13",
+    "s14",
+    "s15",
+    "s17",
+    "s20",
+    "s21",
+  ];
+  const size = 30;
+  const cap = 125;
+  const ridge = 1e-3;
+  const engines = Array.from({ length: 40 }, (_, i) =>
+    createTurbofan(9000 + i, FD001_PARAMS, { initialWear: 0 }),
+  );
+  // Every cycle of each engine's first life, as rows of the 14 signals.
+  const lives = engines.map((e) => {
+    const cycles = engineTruth(e, 0).cycles;
+    return Array.from({ length: cycles }, (_, k) => {
+      const row = engineRow(e, k);
+      const x = signals.map((s) => {
+        const v = row[s];
+        if (v === undefined) throw new Error(`turbofan generator has no column ${s}`);
+        return v;
+      });
+      return { x, rul: engineTruth(e, k).rul };
+    });
+  });
+  const all = lives.flat();
+  const n = signals.length;
+  const mean = signals.map((_, j) => all.reduce((a, r) => a + at(r.x, j), 0) / all.length);
+  const std = signals.map((_, j) =>
+    Math.sqrt(all.reduce((a, r) => a + (at(r.x, j) - at(mean, j)) ** 2, 0) / all.length),
+  );
+  const meanR = mean.map((v) => round(v, 4));
+  const stdR = std.map((v) => round(v, 6));
+  // Window-mean features (z-scored with the rounded statistics the manifest carries), target capped RUL.
+  const xs: number[][] = [];
+  const ys: number[] = [];
+  for (const life of lives) {
+    for (let end = size; end <= life.length; end += 3) {
+      const win = life.slice(end - size, end);
+      xs.push(
+        signals.map((_, j) => win.reduce((a, r) => a + (at(r.x, j) - at(meanR, j)) / at(stdR, j), 0) / size),
+      );
+      const last = win[size - 1];
+      if (last === undefined) throw new Error("window shorter than its size");
+      ys.push(Math.min(cap, last.rul));
+    }
+  }
+  // Normal equations of [1, x] with a ridge on the slopes, solved by Gauss-Jordan.
+  const m = n + 1;
+  const A = Array.from({ length: m }, () => new Array<number>(m + 1).fill(0));
+  xs.forEach((x, i) => {
+    const v = [1, ...x];
+    for (let r = 0; r < m; r++) {
+      for (let c = 0; c < m; c++) (A[r] as number[])[c] = at(A[r] as number[], c) + at(v, r) * at(v, c);
+      (A[r] as number[])[m] = at(A[r] as number[], m) + at(v, r) * at(ys, i);
+    }
+  });
+  for (let r = 1; r < m; r++) (A[r] as number[])[r] = at(A[r] as number[], r) + ridge * xs.length;
+  for (let p = 0; p < m; p++) {
+    const piv = A[p] as number[];
+    for (let r = 0; r < m; r++) {
+      if (r === p) continue;
+      const row = A[r] as number[];
+      const f = at(row, p) / at(piv, p);
+      for (let c = p; c <= m; c++) row[c] = at(row, c) - f * at(piv, c);
+    }
+  }
+  const coef = A.map((row, r) => at(row, m) / at(row, r));
+  const bias = round(at(coef, 0), 4);
+  const W = [Array.from({ length: size * n }, (_, i) => round(at(coef, 1 + (i % n)) / size, 6))];
+  const rng = mulberry32(0xc3a55);
+  return {
+    dir: "test/fixtures/models/cmapss-rul-standin",
+    name: "cmapss-rul-standin",
+    version: "1.0.0",
+    task: "regression",
+    description:
+      "Test fixture standing in for turbofan-rul: count window 30, 14 C-MAPSS sensors, z-score, NTC. " +
+      "rul = b + Σ a_j · mean_t z_j, fitted to the demo's turbofan generator.",
+    input: {
+      tensor: "input",
+      signals,
+      window: { type: "count", size, hop: 1 },
+      features: { type: "sequence" },
+      normalize: { type: "zscore", mean: meanR, std: stdR },
+      layout: "NTC",
+    },
+    inputShape: [size, n],
+    layers: [{ name: "rul", input: "input", W, b: [bias], activation: "none", output: "rul" }],
+    outputs: [{ tensor: "rul", name: "rul", kind: "rul", unit: "cycles" }],
+    alerts: [
+      {
+        id: "rul-warning",
+        severity: "warning",
+        output: "rul",
+        op: "<",
+        value: 50,
+        forWindows: 3,
+        clearValue: 60,
+      },
+      {
+        id: "rul-critical",
+        severity: "critical",
+        output: "rul",
+        op: "<",
+        value: 20,
+        forWindows: 2,
+        clearValue: 30,
+      },
+    ],
+    selfTestInputs: randomInputs(rng, 2, size * n, -2, 2),
+    tolerance: 1e-3,
+    withWeights: true,
+    graphSummary: `input[batch,${size},${n}] → Flatten → rul (${size * n}→1) → rul[batch,1]`,
   };
 }
 
@@ -1086,7 +1225,13 @@ ${alerts
 // ---------------------------------------------------------------------------------------------
 
 function main(): void {
-  for (const spec of [countNtcZscore(), countNctMinmax(), timeNfAggregate(), timeNtcPrevious()]) {
+  for (const spec of [
+    countNtcZscore(),
+    countNctMinmax(),
+    timeNfAggregate(),
+    timeNtcPrevious(),
+    cmapssRulStandin(),
+  ]) {
     writePackage(spec);
   }
   const pump = pumpHealth();

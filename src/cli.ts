@@ -146,10 +146,11 @@ const commands: Record<string, Command> = {
   },
   demo: {
     summary: "the gateway on embedded defaults with a simulated plant",
-    usage: "vigil demo [--config FILE] [--machines N] [--duration SECONDS]",
+    usage: "vigil demo [--config FILE] [--machines N] [--engines N] [--duration SECONDS]",
     options: {
       config: { type: "string", short: "c" },
       machines: { type: "string" },
+      engines: { type: "string" },
       duration: { type: "string" },
     },
     async run(values) {
@@ -161,6 +162,7 @@ const commands: Record<string, Command> = {
         overrides.gatewayId = "demo";
       }
       if (values.machines !== undefined) overrides["demo.machines"] = numberOption(values, "machines", 6);
+      if (values.engines !== undefined) overrides["demo.engines"] = numberOption(values, "engines", 3);
       const config = loadConfig({
         ...(typeof values.config === "string" ? { file: values.config } : {}),
         overrides,

@@ -444,6 +444,16 @@ export const schema = {
       300,
     ),
     seed: leaf("Seed of the simulated plant; the same seed gives the same machines.", "nat", 7),
+    engines: leaf(
+      "Simulated turbofan engines in `vigil demo` (C-MAPSS-like rows for the shipped `turbofan-rul` model); 0 = none.",
+      "nat",
+      3,
+    ),
+    engineCycleMs: leaf(
+      "How often each simulated engine publishes one operating cycle (a life lasts about 200 cycles).",
+      "positive-int",
+      1_000,
+    ),
   },
 } satisfies Record<string, SchemaNode>;
 

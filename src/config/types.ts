@@ -111,5 +111,12 @@ export interface VigilConfig {
   http: { enabled: boolean; host: string; port: number; token: string; tokenFile: string };
   service: { stopTimeoutMs: number; maxEventLoopDelayMs: number };
   dashboard: { historyPoints: number };
-  demo: { machines: number; sampleIntervalMs: number; meanLifeS: number; seed: number };
+  demo: {
+    machines: number;
+    sampleIntervalMs: number;
+    meanLifeS: number;
+    seed: number;
+    engines: number;
+    engineCycleMs: number;
+  };
 }

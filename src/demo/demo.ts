@@ -85,6 +85,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       brokerUrl,
       machines: config.demo.machines,
       sampleIntervalMs: config.demo.sampleIntervalMs,
+      engines: config.demo.engines,
+      engineCycleMs: config.demo.engineCycleMs,
       meanLifeMs: config.demo.meanLifeS * 1000,
       seed: config.demo.seed,
       ...(config.mqtt.embeddedBroker.username ? { username: config.mqtt.embeddedBroker.username } : {}),
@@ -102,7 +104,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     const api = gateway.apiAddress();
     log.info(
       [
-        "Vigil demo running. The model is SYNTHETIC (trained on simulated pumps; see models/pump-health/README.md).",
+        "Vigil demo running. Pumps: pump-health, a SYNTHETIC model (models/pump-health/README.md).",
+        "  Engines: turbofan-rul, trained on NASA C-MAPSS FD001 (models/turbofan-rul/README.md), fed by a",
+        "  degradation generator fitted to that data; each line shows the predicted and the true RUL.",
+        "  Also loaded: milling-failure (AI4I 2020); no simulated asset feeds it, try `vigil replay --format csv`",
+        "  on ai4i2020.csv (models/milling-failure/README.md).",
         `  watch everything:  mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/#' -v`,
         `  alerts only:       mosquitto_sub -h ${url.hostname} -p ${url.port} -t '${topics.root}/alerts/#' -v`,
         api ? `  dashboard:         http://${api.host}:${api.port}/` : "",
@@ -129,7 +135,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
           const outs = Object.entries(p.outputs)
             .map(([k, v]) => `${k}=${fmt(v)}`)
             .join("  ");
-          log.info(`${p.asset}  ${outs}  [${p.model}@${p.modelVersion} seq ${p.seq}]`);
+          const trueRul = plant.engineRul(p.asset, p.ts);
+          const truth = trueRul === undefined ? "" : `  (true rul ${trueRul})`;
+          log.info(`${p.asset}  ${outs}${truth}  [${p.model}@${p.modelVersion} seq ${p.seq}]`);
         }
       } catch (err) {
         log.debug({ err: errorMessage(err) }, "unreadable message on a gateway topic");

@@ -105,7 +105,7 @@ function mix32(h: number): number {
 }
 
 /** Uniform in [0, 1) from integer coordinates. */
-function hashUniform(seed: number, salt: number, a = 0, b = 0): number {
+export function hashUniform(seed: number, salt: number, a = 0, b = 0): number {
   let h = mix32((seed | 0) ^ 0x9e3779b9);
   h = mix32(h ^ Math.imul(salt | 0, 0x85ebca6b));
   h = mix32(h ^ (a | 0));
@@ -114,7 +114,7 @@ function hashUniform(seed: number, salt: number, a = 0, b = 0): number {
 }
 
 /** Standard normal from integer coordinates (Box–Muller). */
-function hashNormal(seed: number, salt: number, a: number, b: number): number {
+export function hashNormal(seed: number, salt: number, a: number, b: number): number {
   const u1 = hashUniform(seed, salt, a, b);
   const u2 = hashUniform(seed, salt + 7919, a, b);
   return Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);

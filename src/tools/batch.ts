@@ -124,6 +124,7 @@ export async function runBatch(options: BatchOptions): Promise<BatchResult> {
     );
     const total = parsed.rows.length;
     let done = 0;
+    options.progress?.(0, total);
     for (const row of parsed.rows) {
       const readings: Reading[] = Object.entries(row.values).map(([signal, value]) => ({
         asset: row.asset,

@@ -6,7 +6,8 @@
 export class ProgressBar {
   private lastTenth = -1;
   private lastDrawMs = 0;
-  private readonly startedMs = Date.now();
+  /** The clock starts at the first update (a command calls update(0, total) when work begins). */
+  private startedMs: number | undefined;
 
   constructor(
     private readonly label: string,
@@ -15,6 +16,7 @@ export class ProgressBar {
 
   update(done: number, total: number): void {
     const fraction = total > 0 ? Math.min(1, done / total) : 1;
+    this.startedMs ??= Date.now();
     const elapsedS = (Date.now() - this.startedMs) / 1000;
     const rate = elapsedS > 0 ? Math.round(done / elapsedS) : 0;
     if (this.stream.isTTY) {

@@ -59,6 +59,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResult> {
   }
   const inflight = Math.max(1, options.inflight ?? 256);
   const pending = new Set<Promise<void>>();
+  options.progress?.(0, rows.length);
   const startedMs = Date.now();
   let done = 0;
   try {
@@ -74,7 +75,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResult> {
         .publishAsync(topic, JSON.stringify({ ts: r.tsMs, values: r.values }), { qos: 1 })
         .then(() => {
           done++;
-          if (done % 100 === 0) options.progress?.(done, rows.length);
+          options.progress?.(done, rows.length);
         });
       pending.add(p);
       p.finally(() => pending.delete(p)).catch(() => undefined);
