@@ -56,11 +56,7 @@ async function start(models: string[]): Promise<Collector> {
   ]);
   // The gateway's SUBSCRIBE goes out before its `online` status on the same connection, so
   // once the status is seen, readings published from here reach it.
-  await collector.waitFor(
-    (ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"),
-    10_000,
-    "gateway online",
-  );
+  await collector.waitOnline(`${ROOT}/status`);
   return collector;
 }
 

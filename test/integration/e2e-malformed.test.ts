@@ -165,11 +165,7 @@ describe("e2e malformed input", () => {
       `${ROOT}/alerts/+`,
     ]);
     collector = col;
-    await col.waitFor(
-      (ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"),
-      10_000,
-      "gateway online",
-    );
+    await col.waitOnline(`${ROOT}/status`);
 
     // Good input: g1 rows (single and batched) on plant/…, g3 per-signal on the dev/…/raw-{signal} template.
     const good: { topic: string; payload: string }[] = [];

@@ -61,11 +61,7 @@ async function start(): Promise<{ gw: RunningGateway; col: Collector }> {
     `${ROOT}/alerts/+`,
   ]);
   // The gateway's SUBSCRIBE goes out before its `online` status on the same connection.
-  await collector.waitFor(
-    (ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"),
-    10_000,
-    "gateway online",
-  );
+  await collector.waitOnline(`${ROOT}/status`);
   return { gw: running, col: collector };
 }
 

@@ -246,11 +246,7 @@ describe("milling-failure package (AI4I 2020)", () => {
       `${ROOT}/predictions/+`,
       `${ROOT}/alerts/+`,
     ]);
-    await collector.waitFor(
-      (ms) => ms.some((m) => m.topic === `${ROOT}/status` && m.json().state === "online"),
-      10_000,
-      "gateway online",
-    );
+    await collector.waitOnline(`${ROOT}/status`);
     const replay = await runCli(
       [
         "replay",

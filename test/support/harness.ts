@@ -135,6 +135,18 @@ export class Collector {
     });
   }
 
+  /**
+   * Resolves once the gateway's status on `statusTopic` says `online`. The gateway subscribes
+   * before it publishes `online` on the same connection, so readings published after this reach it.
+   */
+  waitOnline(statusTopic: string, timeoutMs = 10_000): Promise<void> {
+    return this.waitFor(
+      (ms) => ms.some((m) => m.topic === statusTopic && m.json<{ state?: string }>().state === "online"),
+      timeoutMs,
+      "gateway online",
+    );
+  }
+
   /** Wait until at least `n` messages arrived under `topicPrefix`. */
   waitForCount(topicPrefix: string, n: number, timeoutMs = 10_000): Promise<void> {
     return this.waitFor(
