@@ -423,9 +423,17 @@ async function main(): Promise<void> {
       }
     }
     ortFigures.sort((a, b) => a.batch - b.batch);
-    log("Vigil's inference stage alone (worker pool) at the same batch sizes");
+    // Where the gateway placed the model (src/inference/placement.ts): the stage alone runs there.
+    const placed = (
+      brokers[0]?.vigil.status as { models?: { placement?: { thread?: string } }[] } | undefined
+    )?.models?.[0]?.placement?.thread;
+    const thread = placed === "main" ? "main" : "pool";
+    log(
+      `Vigil's inference stage alone (${thread === "main" ? "main thread" : "worker pool"}) at the same batch sizes`,
+    );
     const stage = await measureInferenceStage(
       [...new Set([1, 64, ...ortFigures.map((f) => f.batch)])].sort((a, b) => a - b),
+      thread,
     );
 
     const result: BenchResult = {
