@@ -7,6 +7,9 @@
  * manifest by name and shape, every `selfTest` case reproduces its outputs within tolerance —
  * or throws a `PackageError` whose `code` says which step failed and whose `field` names the
  * manifest field when there is one. A failed load releases anything it created.
+ * When the backend places models (src/inference/placement.ts), the warmed-up model is then put
+ * on the main thread or the worker pool; one that belongs on the other side is opened there
+ * again, with the same checks and warm-up, and its first session released.
  */
 
 import { createHash } from "node:crypto";
