@@ -258,11 +258,12 @@ export class Target {
     };
     if (o.kind === "vigil" && before) {
       const after = await o.host.call<GatewayStats>("stats");
-      const key = Object.keys(after.pipeline?.models ?? {})[0] ?? "";
+      const key = Object.keys(after.pipeline?.models ?? {}).find((k) => k.startsWith("pump-health")) ?? "";
       const m1 = after.pipeline?.models[key];
       const m0 = before.pipeline?.models[key];
-      const s1 = after.pool?.sessions[0];
-      const s0 = before.pool?.sessions[0];
+      const ours = (s: { modelPath?: string }): boolean => s.modelPath?.includes("pump-health") ?? false;
+      const s1 = after.pool?.sessions.find(ours);
+      const s0 = before.pool?.sessions.find(ours);
       const batches = (m1?.batches ?? 0) - (m0?.batches ?? 0);
       const items = (m1?.batchItems ?? 0) - (m0?.batchItems ?? 0);
       // No session in the pool: the model runs on the main thread, timed by its runner.

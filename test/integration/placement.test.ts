@@ -27,15 +27,14 @@ import {
   testConfig,
   type RunningGateway,
 } from "../support/harness.js";
+import type { PackageServer } from "../support/ota.js";
 import {
   BASE,
-  PackageServer,
   ROOT,
   RowStream,
   buildPackage,
-  makeKeys,
   request,
-  startOtaGateway,
+  startOtaSetup,
   waitForEvent,
   type KeyPairFiles,
   type OtaGateway,
@@ -163,24 +162,14 @@ describe("placement over the air: measured in the pool, placed by the same rule"
   let keys: KeyPairFiles;
   let server: PackageServer;
   let gw: OtaGateway;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    keys = makeKeys();
-    server = new PackageServer();
-    await server.start();
-    gw = await startOtaGateway(
-      testConfig({
-        "models.dir": modelsDir([BASE]),
-        "models.trustedKeys": [keys.pubFile],
-        "models.ota.probation.windows": 2,
-        ...SETTINGS,
-      }),
-    );
+    ({ keys, server, gw, close } = await startOtaSetup({ "models.ota.probation.windows": 2, ...SETTINGS }));
   });
 
   afterAll(async () => {
-    await gw?.close();
-    await server?.close();
+    await close?.();
   });
 
   async function deploy(

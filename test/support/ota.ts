@@ -25,7 +25,15 @@ import { systemClock } from "../../src/system/clock.js";
 import { silentLogger } from "../../src/system/logger.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import type { StoredRecord } from "../../src/store/types.js";
-import { Collector, FIXTURES, startGateway, tempDir, type RunningGateway } from "./harness.js";
+import {
+  Collector,
+  FIXTURES,
+  modelsDir,
+  startGateway,
+  tempDir,
+  testConfig,
+  type RunningGateway,
+} from "./harness.js";
 
 export interface KeyPairFiles {
   keyFile: string;
@@ -574,4 +582,25 @@ export function standalonePipeline(
     systemClock,
     silentLogger(),
   );
+}
+
+/** Signing keys, a package server and a gateway trusting the keys, serving `BASE` (config overrides on top). */
+export async function startOtaSetup(
+  overrides: Record<string, unknown> = {},
+): Promise<{ keys: KeyPairFiles; server: PackageServer; gw: OtaGateway; close(): Promise<void> }> {
+  const keys = makeKeys();
+  const server = new PackageServer();
+  await server.start();
+  const gw = await startOtaGateway(
+    testConfig({ "models.dir": modelsDir([BASE]), "models.trustedKeys": [keys.pubFile], ...overrides }),
+  );
+  return {
+    keys,
+    server,
+    gw,
+    close: async () => {
+      await gw.close();
+      await server.close();
+    },
+  };
 }
