@@ -12,11 +12,13 @@
  */
 
 import path from "node:path";
+import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { StatusView } from "../../src/api/status-view.js";
 import type { PlacingStats } from "../../src/inference/placement.js";
 import { PlacingBackend } from "../../src/inference/placement.js";
 import { loadPackage } from "../../src/models/package.js";
+import { createLogger } from "../../src/system/logger.js";
 import { formatStatus } from "../../src/tools/status.js";
 import {
   Collector,
@@ -57,11 +59,26 @@ const pool = (s: StatusView): PlacingStats => s.inference?.pool as PlacingStats;
 describe("placement at start: cheap on the main thread, slow on the pool", () => {
   let running: RunningGateway;
   let col: Collector;
+  const logLines: string[] = [];
 
   beforeAll(async () => {
     const dir = modelsDir([BASE]);
     await buildPackage({ name: HEAVY, version: "1.0.0", variant: "heavy", sign: false }, dir);
-    running = await startGateway(testConfig({ "models.dir": dir, ...SETTINGS }));
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        logLines.push(
+          ...chunk
+            .toString()
+            .split("\n")
+            .filter((l) => l !== ""),
+        );
+        done();
+      },
+    });
+    running = await startGateway(
+      testConfig({ "models.dir": dir, ...SETTINGS }),
+      createLogger({ level: "info", format: "json", destination }),
+    );
     col = await Collector.connect(running.brokerUrl, [`${ROOT}/predictions/+`]);
   });
 
@@ -107,6 +124,18 @@ describe("placement at start: cheap on the main thread, slow on the pool", () =>
     expect(text).toMatch(
       new RegExp(`${HEAVY} 1\\.0\\.0 serving on cpu, worker pool \\(\\S+ ms/batch of 16 ≥ 1\\.00 ms\\)`),
     );
+  });
+
+  it("log: one line per model with its thread and the reason", () => {
+    const serving = logLines
+      .map((l) => JSON.parse(l) as { msg: string; model?: string; placement?: { thread: string } })
+      .filter((l) => l.placement !== undefined);
+    const cheap = serving.find((l) => l.model === `${BASE}@1.0.0`);
+    const heavy = serving.find((l) => l.model === `${HEAVY}@1.0.0`);
+    expect(cheap?.placement?.thread).toBe("main");
+    expect(cheap?.msg).toMatch(/serving on cpu .*, main thread \(\S+ ms per batch of 16 < 1\.00 ms/);
+    expect(heavy?.placement?.thread).toBe("pool");
+    expect(heavy?.msg).toMatch(/serving on cpu .*, worker pool \(\S+ ms per batch of 16 ≥ 1\.00 ms/);
   });
 
   it("/metrics: the placement of each model, its measured time per batch, the threshold and the workers up", async () => {
