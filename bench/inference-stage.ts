@@ -1,17 +1,20 @@
 /**
- * Vigil's inference stage alone, off the machine's other load: the gateway's own worker pool
- * (src/inference/pool.ts, one worker) with the shipped model, fed batches of the size the
+ * Vigil's inference stage alone, off the machine's other load: the gateway's own backend
+ * (src/inference/placement.ts) on the thread the gateway placed the shipped model on — the main
+ * thread, or the worker pool with one worker — fed batches of the size the
  * gateway formed, `depth` calls outstanding at a time (as the runner keeps up to 4 per worker),
  * for a fixed time. Beside the raw ONNX Runtime ceiling at the same batch, it says what the
  * worker hop costs per call: messaging both ways, the worker's event-loop turn and the output copy.
  */
 
 import path from "node:path";
-import { WorkerPool } from "../src/inference/pool.js";
+import type { InferenceThread } from "../src/inference/placement.js";
+import { PlacingBackend } from "../src/inference/placement.js";
 import { nowMs } from "./lib/clock.js";
 import { PUMP_HEALTH_DIR } from "./ort-ceiling.js";
 
 export interface StageFigure {
+  thread: InferenceThread;
   batch: number;
   depth: number;
   calls: number;
@@ -22,9 +25,14 @@ export interface StageFigure {
 
 export async function measureInferenceStage(
   batches: readonly number[],
+  thread: InferenceThread = "pool",
   durationMs = 700,
 ): Promise<StageFigure[]> {
-  const pool = new WorkerPool({ size: 1 });
+  const pool = new PlacingBackend({
+    workers: thread === "main" ? 0 : 1,
+    poolSize: 1,
+    mainThreadMaxBatchMs: 0.25,
+  });
   await pool.start();
   const session = await pool.createSession(path.join(PUMP_HEALTH_DIR, "model.onnx"), {
     executionProviders: ["cpu"],
@@ -50,6 +58,7 @@ export async function measureInferenceStage(
         await Promise.all(Array.from({ length: depth }, loop));
         const seconds = (nowMs() - started) / 1000;
         out.push({
+          thread,
           batch,
           depth,
           calls,

@@ -159,7 +159,7 @@ export function brokerTable(r: BenchResult, b: BrokerResult): string {
       "—",
     ],
     [
-      "Inference stage windows/s, flood (worker threads' own time)",
+      `Inference stage windows/s, flood (${v.floods[0]?.inference?.thread === "main" ? "main thread: ORT's computing time as the runner timed it" : "worker threads' own time"})`,
       infFlood.text,
       infFlood.ceiling,
       ratio(infFlood.ratio, 1),
@@ -297,13 +297,14 @@ function sameOutputs(vigil: BrokerResult | undefined, peer: PeerResult): [string
 }
 
 export function stageTable(r: BenchResult): string {
+  const where = r.inferenceStage[0]?.thread === "main" ? "Main thread" : "Pool";
   const rows: string[][] = [
     [
       "Batch",
       "Bare ORT windows/s",
-      "Pool, 1 call at a time",
-      "Pool, 4 calls outstanding",
-      "Pool ÷ bare (4 outstanding)",
+      `${where}, 1 call at a time`,
+      `${where}, 4 calls outstanding`,
+      `${where} ÷ bare (4 outstanding)`,
     ],
   ];
   for (const b of [...new Set(r.inferenceStage.map((s) => s.batch))]) {
@@ -492,7 +493,7 @@ export function printReport(r: BenchResult): void {
   out.push(`fdatasync: p50 ${ms(r.fsync.latencyMs.p50)}, p99 ${ms(r.fsync.latencyMs.p99)}`);
   out.push(
     "",
-    "Inference stage alone (the worker pool, 1 worker, nothing else running) vs bare ONNX Runtime:",
+    `Inference stage alone (${r.inferenceStage[0]?.thread === "main" ? "on the main thread, where the gateway placed the model" : "the worker pool, 1 worker"}, nothing else running) vs bare ONNX Runtime:`,
   );
   out.push(stageTable(r));
   out.push("", "Targets:", targetsTable(r));

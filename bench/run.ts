@@ -148,7 +148,8 @@ function vigilOverrides(dataDir: string, brokerUrl: string | undefined): Record<
     "http.port": 0,
     "ingest.maxReadingsPerSecond": 0,
     "ingest.maxReadingsPerSecondPerAsset": 0,
-    "models.dir": path.join(ROOT, "models"),
+    // The workload's model only (models/ also ships models for other machines' signals).
+    "models.dir": path.join(ROOT, "models", "pump-health"),
     "store.synchronous": SYNCHRONOUS,
     "inference.workers": WORKERS,
     ...(args["max-delay-ms"] !== undefined ? { "inference.maxDelayMs": Number(args["max-delay-ms"]) } : {}),
@@ -423,9 +424,17 @@ async function main(): Promise<void> {
       }
     }
     ortFigures.sort((a, b) => a.batch - b.batch);
-    log("Vigil's inference stage alone (worker pool) at the same batch sizes");
+    // Where the gateway placed the model (src/inference/placement.ts): the stage alone runs there.
+    const placed = (
+      brokers[0]?.vigil.status as { models?: { name: string; placement?: { thread?: string } }[] } | undefined
+    )?.models?.find((m) => m.name === "pump-health")?.placement?.thread;
+    const thread = placed === "main" ? "main" : "pool";
+    log(
+      `Vigil's inference stage alone (${thread === "main" ? "main thread" : "worker pool"}) at the same batch sizes`,
+    );
     const stage = await measureInferenceStage(
       [...new Set([1, 64, ...ortFigures.map((f) => f.batch)])].sort((a, b) => a - b),
+      thread,
     );
 
     const result: BenchResult = {

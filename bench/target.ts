@@ -51,8 +51,13 @@ export interface TargetOptions {
 export interface InferenceStage {
   calls: number;
   items: number;
-  /** Time inside the worker threads (ORT run + output copy), ms. */
+  /**
+   * Time inside the worker threads (ORT run + output copy), ms; for a model placed on the main
+   * thread (src/inference/placement.ts), ORT's computing time as the runner timed it.
+   */
   workerRunMs: number;
+  /** Where the model ran. */
+  thread: "main" | "pool";
   windowsPerSec: number;
   meanBatch: number;
 }
@@ -253,22 +258,28 @@ export class Target {
     };
     if (o.kind === "vigil" && before) {
       const after = await o.host.call<GatewayStats>("stats");
-      const key = Object.keys(after.pipeline?.models ?? {})[0] ?? "";
+      const key = Object.keys(after.pipeline?.models ?? {}).find((k) => k.startsWith("pump-health")) ?? "";
       const m1 = after.pipeline?.models[key];
       const m0 = before.pipeline?.models[key];
-      const s1 = after.pool?.sessions[0];
-      const s0 = before.pool?.sessions[0];
+      const ours = (s: { modelPath?: string }): boolean => s.modelPath?.includes("pump-health") ?? false;
+      const s1 = after.pool?.sessions.find(ours);
+      const s0 = before.pool?.sessions.find(ours);
       const batches = (m1?.batches ?? 0) - (m0?.batches ?? 0);
       const items = (m1?.batchItems ?? 0) - (m0?.batchItems ?? 0);
-      const calls = (s1?.calls ?? 0) - (s0?.calls ?? 0);
-      const workerItems = (s1?.items ?? 0) - (s0?.items ?? 0);
-      const workerRunMs = (s1?.runMs ?? 0) - (s0?.runMs ?? 0);
+      // No session in the pool: the model runs on the main thread, timed by its runner.
+      const thread = s1 ? "pool" : "main";
+      const calls = s1 ? s1.calls - (s0?.calls ?? 0) : batches;
+      const workerItems = s1 ? s1.items - (s0?.items ?? 0) : items;
+      const workerRunMs = s1
+        ? s1.runMs - (s0?.runMs ?? 0)
+        : (m1?.inferenceMsTotal ?? 0) - (m0?.inferenceMsTotal ?? 0);
       figure.batches = batches;
       figure.meanBatch = batches > 0 ? items / batches : 0;
       figure.inference = {
         calls,
         items: workerItems,
         workerRunMs,
+        thread,
         windowsPerSec: workerRunMs > 0 ? workerItems / (workerRunMs / 1000) : 0,
         meanBatch: calls > 0 ? workerItems / calls : 0,
       };

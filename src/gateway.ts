@@ -208,6 +208,7 @@ export class Gateway {
       onChange: () => this.publishStatus(),
     });
     await this.updater.load(); // shipped and installed packages
+    this.backend.beginServing?.(); // models loaded from now on are measured off the main thread
 
     let url = c.mqtt.url;
     if (c.mqtt.embeddedBroker.enabled) {
@@ -513,6 +514,7 @@ export class Gateway {
         ...(s.provider ? { provider: s.provider } : {}),
         ...(s.selection ? { providerReason: s.selection.reason, providers: s.selection.attempts } : {}),
         ...(s.selection?.warmup ? { warmup: s.selection.warmup } : {}),
+        ...(s.placement ? { placement: s.placement } : {}),
         ...(s.error ? { error: s.error } : {}),
       })),
       inference: { workers: this.inference.workers, pool: this.backend.stats?.() },

@@ -29,7 +29,10 @@ export interface GatewayStats {
   pipeline: PipelineStats | undefined;
   /** The worker pool's figures (status.inference.pool). */
   pool:
-    | { sessions: { items: number; calls: number; runMs: number; roundTripMs: number }[]; restarts: number }
+    | {
+        sessions: { modelPath: string; items: number; calls: number; runMs: number; roundTripMs: number }[];
+        restarts: number;
+      }
     | undefined;
   published: { published: number; failed: number } | undefined;
   rssBytes: number;

@@ -177,6 +177,74 @@ export class Metrics implements BatchObserver {
           })),
         ),
     );
+    readGauge(
+      r,
+      "vigil_model_placement",
+      "1 per serving or trial model: where its inference runs (thread: main, pool) and how that was decided (mode: auto = by its measured time per batch against inference.mainThreadMaxBatchMs, fixed = inference.workers). The reason is in /api/status.",
+      ["model", "version", "state", "thread", "mode"],
+      () =>
+        status().models.flatMap((m) =>
+          m.placement
+            ? [
+                {
+                  labels: {
+                    model: m.name,
+                    version: m.version,
+                    state: m.state,
+                    thread: m.placement.thread,
+                    mode: m.placement.mode,
+                  },
+                  value: 1,
+                },
+              ]
+            : [],
+        ),
+    );
+    readGauge(
+      r,
+      "vigil_model_batch_milliseconds",
+      "Measured time of one batch at the serving batch size (the warm-up before serving, where the model was first opened), the figure its placement was decided on.",
+      ["model", "version", "state", "batch"],
+      () =>
+        status().models.flatMap((m) =>
+          m.placement?.msPerBatch !== null && m.placement?.msPerBatch !== undefined
+            ? [
+                {
+                  labels: {
+                    model: m.name,
+                    version: m.version,
+                    state: m.state,
+                    batch: String(m.placement.batch ?? ""),
+                  },
+                  value: m.placement.msPerBatch,
+                },
+              ]
+            : [],
+        ),
+    );
+    readGauge(
+      r,
+      "vigil_inference_main_thread_max_batch_milliseconds",
+      "inference.mainThreadMaxBatchMs: models faster per batch run on the main thread (with inference.workers = auto; absent otherwise).",
+      [],
+      () => {
+        const t = (status().inference?.pool as { mainThreadMaxBatchMs?: number | null } | undefined)
+          ?.mainThreadMaxBatchMs;
+        return typeof t === "number" ? [{ labels: {}, value: t }] : [];
+      },
+    );
+    readGauge(
+      r,
+      "vigil_inference_workers_up",
+      "Inference worker threads running now (0 when every model runs on the main thread).",
+      [],
+      () => [
+        {
+          labels: {},
+          value: (status().inference?.pool as { workersUp?: number } | undefined)?.workersUp ?? 0,
+        },
+      ],
+    );
     readCounter(
       r,
       "vigil_inference_worker_restarts_total",

@@ -9,6 +9,7 @@
  * waiting to be delivered (records and the age of the oldest).
  */
 
+import type { PlacementDecision } from "../inference/placement.js";
 import type { ProviderAttempt, ProviderSelection } from "../inference/providers.js";
 import type { PipelineStats } from "../pipeline/pipeline.js";
 import type { RecordKind } from "../store/types.js";
@@ -29,6 +30,8 @@ export interface ModelView {
   providerReason?: string;
   providers?: ProviderAttempt[];
   warmup?: ProviderSelection["warmup"];
+  /** Main thread or worker pool, and why (src/inference/placement.ts). */
+  placement?: PlacementDecision;
   error?: string;
 }
 
@@ -82,7 +85,11 @@ export interface StatusView {
   /** Disk use, limits and time left (store-and-forward). */
   storage?: StorageStatus;
   sync: { destinations: SyncDestinationView[] };
-  /** Worker threads running inference (0: the main thread) and the pool's figures. */
+  /**
+   * Worker threads a model placed on the pool runs on (0: every model on the main thread), and
+   * the backend's figures (src/inference/placement.ts `PlacingStats`: the pool's, the setting,
+   * the threshold, main-thread sessions).
+   */
   inference?: { workers: number; pool: unknown };
   alerts: ActiveAlertView[];
   dataLoss: DataLossLedger;

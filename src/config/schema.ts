@@ -291,9 +291,14 @@ export const schema = {
       true,
     ),
     workers: leaf(
-      "Worker threads that own the ONNX Runtime sessions and run inference off the main thread; `auto` = cores − 1 (at least 1, at most 4); `0` runs inference on the main thread (for comparison; a long inference then stalls MQTT).",
+      "Where inference runs. `auto`: per model, on the main thread when its measured time per batch (the warm-up before it serves, at the serving batch) is below `mainThreadMaxBatchMs`, else on a pool of cores − 1 worker threads (at least 1, at most 4), where a slow model cannot stall MQTT handling; the pool runs no threads while no model needs it. A number fixes it for every model: `0` = the main thread, `N` = a pool of N workers. The choice and its reason are in the log, the status and /metrics (docs/accelerators.md).",
       "workers",
       "auto",
+    ),
+    mainThreadMaxBatchMs: leaf(
+      "With `workers = auto`: a model whose batch takes less than this (ms, measured at the serving batch before it serves) runs on the main thread, where it costs less than the hop to a worker thread (0.1–0.3 ms per batch measured, docs/benchmarks.md); slower models run on the worker pool.",
+      "positive-number",
+      0.25,
     ),
     maxBatch: leaf("Most windows of one model in one inference call.", "positive-int", 64),
     maxDelayMs: leaf(

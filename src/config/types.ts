@@ -86,6 +86,7 @@ export interface VigilConfig {
     executionProviders: "auto" | string[];
     providerBenchmark: boolean;
     workers: "auto" | number;
+    mainThreadMaxBatchMs: number;
     maxBatch: number;
     maxDelayMs: number;
     maxQueuedWindows: number;

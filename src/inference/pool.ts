@@ -20,6 +20,9 @@
  * fails its waiting calls and is retried at the next replacement. A native crash inside
  * ONNX Runtime (a segfault) ends the whole process, threads cannot contain it: the service
  * manager restarts the gateway (systemd unit: Restart=on-failure).
+ * With `idleStopMs`, workers are stopped once the pool has held no session for that long (a
+ * gateway whose models all run on the main thread keeps no idle threads; src/inference/placement.ts)
+ * and started again by the next `createSession`.
  * `close()` fails what is outstanding and terminates the workers.
  */
 
@@ -49,6 +52,8 @@ export interface PoolOptions {
   workerUrl?: URL;
   /** Restart backoff while workers keep dying: first delay, cap. */
   restartBackoffMs?: { initial: number; max: number };
+  /** Stop the workers after this long without any session; absent: they run until `close()`. */
+  idleStopMs?: number;
 }
 
 export interface SessionStats {
@@ -141,6 +146,12 @@ export class WorkerPool implements InferenceBackend {
   private readonly workerUrl: URL;
   private readonly backoff: { initial: number; max: number };
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly idleStopMs: number | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Times the workers were stopped for want of sessions. */
+  idleStops = 0;
+  /** `createSession` calls in progress (the workers are not idle while one is). */
+  private creating = 0;
 
   constructor(options: PoolOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError("pool size must be >= 1");
@@ -154,6 +165,7 @@ export class WorkerPool implements InferenceBackend {
     }));
     this.workerUrl = options.workerUrl ?? defaultWorkerUrl();
     this.backoff = options.restartBackoffMs ?? { initial: 100, max: 5_000 };
+    this.idleStopMs = options.idleStopMs;
   }
 
   get size(): number {
@@ -164,6 +176,40 @@ export class WorkerPool implements InferenceBackend {
   start(): Promise<void> {
     this.started ??= Promise.all(this.slots.map((s) => this.boot(s))).then(() => undefined);
     return this.started;
+  }
+
+  private idle(): boolean {
+    return this.started !== undefined && this.sessions.size === 0 && this.creating === 0;
+  }
+
+  /** With `idleStopMs`: stop the workers once no session has come for that long. */
+  private scheduleIdleStop(): void {
+    if (this.idleStopMs === undefined || this.closed || !this.idle()) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      void this.stopIdle();
+    }, this.idleStopMs);
+    this.idleTimer.unref();
+  }
+
+  /** Terminates the workers if the pool holds no session; the next `createSession` starts them again. */
+  async stopIdle(): Promise<void> {
+    if (this.closed || !this.idle()) return;
+    this.started = undefined;
+    this.idleStops++;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.recentDeaths = [];
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        const worker = slot.worker;
+        // Cleared first, so that its exit is not taken for a death to replace.
+        slot.worker = undefined;
+        slot.up = false;
+        if (worker) await worker.terminate();
+      }),
+    );
   }
 
   availableProviders(): string[] {
@@ -309,6 +355,18 @@ export class WorkerPool implements InferenceBackend {
 
   async createSession(modelPath: string, options: SessionOptions): Promise<ModelSession> {
     if (this.closed) throw new InferenceError("INFERENCE_POOL_CLOSED", "the inference pool is closed");
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.creating++;
+    try {
+      return await this.create(modelPath, options);
+    } finally {
+      this.creating--;
+      this.scheduleIdleStop();
+    }
+  }
+
+  private async create(modelPath: string, options: SessionOptions): Promise<ModelSession> {
     await this.start();
     const provider = firstProvider(options.executionProviders);
     const id = this.nextSession++;
@@ -480,7 +538,11 @@ export class WorkerPool implements InferenceBackend {
         }),
       ),
     );
-    return { runs: reply.runs, ms: reply.ms };
+    return {
+      runs: reply.runs,
+      ms: reply.ms,
+      ...(reply.medianRunMs !== undefined ? { medianRunMs: reply.medianRunMs } : {}),
+    };
   }
 
   async release(s: SessionEntry): Promise<void> {
@@ -492,6 +554,7 @@ export class WorkerPool implements InferenceBackend {
       [...s.loaded].map((i) => this.request(this.slot(i), { type: "release", id: 0, session: s.id })),
     );
     s.loaded.clear();
+    this.scheduleIdleStop();
   }
 
   stats(): PoolStats {
@@ -509,6 +572,7 @@ export class WorkerPool implements InferenceBackend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.idleTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const err = new InferenceError("INFERENCE_POOL_CLOSED", "the inference pool is closed");

@@ -49,7 +49,15 @@ export interface ProviderSelection {
   requested: "auto" | readonly string[];
   attempts: ProviderAttempt[];
   /** The warm-up before serving, at the serving batch (windows/s is its timed part); `error` if it failed. */
-  warmup?: { batch: number; runs: number; ms: number; windowsPerSec: number; error?: string };
+  warmup?: {
+    batch: number;
+    runs: number;
+    ms: number;
+    windowsPerSec: number;
+    /** Median computing time of one batch, ms (see BenchmarkResult.medianRunMs). */
+    medianRunMs?: number;
+    error?: string;
+  };
 }
 
 export interface BenchmarkPlan {
@@ -185,7 +193,7 @@ export async function openOnBestProvider(
 
   const speedOf = async (
     session: ModelSession,
-  ): Promise<{ windowsPerSec: number; batch: number; ms: number; runs: number }> => {
+  ): Promise<{ windowsPerSec: number; batch: number; ms: number; runs: number; medianRunMs?: number }> => {
     const plan = planFor(session);
     if (!session.benchmark) return { runs: 0, ms: 0, batch: plan.dims[0] ?? 1, windowsPerSec: 0 };
     const r = await session.benchmark(plan.inputName, plan.data, plan.dims, plan.runs, plan.warmupRuns);
@@ -236,7 +244,13 @@ export async function openOnBestProvider(
     if (plan.runs + plan.warmupRuns > 0 && winner.session.benchmark) {
       try {
         const r = await speedOf(winner.session);
-        selection.warmup = { batch: r.batch, runs: r.runs, ms: r.ms, windowsPerSec: r.windowsPerSec };
+        selection.warmup = {
+          batch: r.batch,
+          runs: r.runs,
+          ms: r.ms,
+          windowsPerSec: r.windowsPerSec,
+          ...(r.medianRunMs !== undefined ? { medianRunMs: r.medianRunMs } : {}),
+        };
       } catch (err) {
         // The self-test passed at batch 1; a model that fails at the serving batch still serves
         // (its batches will fail and be counted, and an update's probation rolls it back), but

@@ -1,6 +1,7 @@
 /**
- * The inference stage as configured: which backend (a worker pool, or the main thread), the
- * session options every model is loaded with, and the batching the runners use.
+ * The inference stage as configured: the backend (main thread and worker pool, each model
+ * placed per src/inference/placement.ts), the session options every model is loaded with,
+ * and the batching the runners use.
  *
  * Contract: pure — builds objects and does no I/O (the pool spawns its workers in `start()`).
  * Caches live under `<dataDir>/cache/`: `ort/` for optimised CPU graphs, `tensorrt/` for
@@ -9,8 +10,9 @@
 
 import path from "node:path";
 import type { VigilConfig } from "../config/types.js";
-import { OrtBackend, type InferenceBackend, type SessionOptions } from "./ort.js";
-import { WorkerPool, defaultPoolSize } from "./pool.js";
+import type { SessionOptions } from "./ort.js";
+import { PlacingBackend } from "./placement.js";
+import { defaultPoolSize } from "./pool.js";
 
 export interface BatchingOptions {
   maxDelayMs: number;
@@ -19,14 +21,15 @@ export interface BatchingOptions {
    * Batches of one model dispatched and not yet committed: 4 per worker (at least 2), so that
    * a worker finds its next batch waiting when it finishes one, and the main thread commits
    * finished batches together, instead of each hand-off between the threads waiting for the
-   * other thread to be scheduled (measured: docs/benchmarks.md). On the main thread: 1.
+   * other thread to be scheduled (measured: docs/benchmarks.md). A model placed on the main
+   * thread runs 1 at a time (the pipeline sets it per model).
    */
   maxInFlight: number;
 }
 
 export interface InferenceSetup {
-  backend: InferenceBackend;
-  /** Worker threads (0: inference on the main thread). */
+  backend: PlacingBackend;
+  /** Worker threads a model placed on the pool runs on (0: every model on the main thread). */
   workers: number;
   sessionOptions: SessionOptions;
   batching: BatchingOptions;
@@ -41,7 +44,11 @@ export function inferenceSetup(config: Pick<VigilConfig, "inference" | "dataDir"
   const c = config.inference;
   const workers = workerCount(c.workers);
   return {
-    backend: workers > 0 ? new WorkerPool({ size: workers }) : new OrtBackend(),
+    backend: new PlacingBackend({
+      workers: c.workers,
+      poolSize: workers,
+      mainThreadMaxBatchMs: c.mainThreadMaxBatchMs,
+    }),
     workers,
     sessionOptions: {
       executionProviders: c.executionProviders,

@@ -7,6 +7,9 @@
  * manifest by name and shape, every `selfTest` case reproduces its outputs within tolerance —
  * or throws a `PackageError` whose `code` says which step failed and whose `field` names the
  * manifest field when there is one. A failed load releases anything it created.
+ * When the backend places models (src/inference/placement.ts), the warmed-up model is then put
+ * on the main thread or the worker pool; one that belongs on the other side is opened there
+ * again, with the same checks and warm-up, and its first session released.
  */
 
 import { createHash } from "node:crypto";
@@ -14,6 +17,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { PackageError, errorMessage } from "../errors.js";
 import type { InferenceBackend, ModelSession, OutputTensor, SessionOptions } from "../inference/ort.js";
+import { warmupMsPerBatch, type PlacementDecision } from "../inference/placement.js";
 import { openOnBestProvider, warmUp, type ProviderSelection } from "../inference/providers.js";
 import { formatManifestErrors, validateManifest } from "./manifest.js";
 import type { Manifest, OutputSpec } from "./manifest-types.js";
@@ -31,6 +35,8 @@ export interface LoadedModel {
   scalarOutputs: Set<string>;
   /** The execution provider that serves, why, and why each other one does not. */
   selection?: ProviderSelection;
+  /** Main thread or worker pool, and why (src/inference/placement.ts); absent: the backend does not place. */
+  placement?: PlacementDecision;
 }
 
 export type OutputValue = number | string | number[] | null;
@@ -304,22 +310,31 @@ export async function openModel(
     checked.set(session, checkTensors(manifest, session));
     await runSelfTest(manifest, session);
   };
-  let opened: { session: ModelSession; selection: ProviderSelection };
-  try {
-    opened = await openOnBestProvider(
-      backend,
-      path.join(dir, manifest.modelFile),
-      options,
-      verify,
-      (session) =>
-        warmUp.plan(
-          manifest.input.tensor,
-          inputShape(manifest.input),
-          manifest.selfTest[0]?.input,
-          options,
-          checked.get(session)?.maxBatch ?? 1,
-        ),
+  const modelPath = path.join(dir, manifest.modelFile);
+  const open = (on: InferenceBackend, opts: SessionOptions): ReturnType<typeof openOnBestProvider> =>
+    openOnBestProvider(on, modelPath, opts, verify, (session) =>
+      warmUp.plan(
+        manifest.input.tensor,
+        inputShape(manifest.input),
+        manifest.selfTest[0]?.input,
+        opts,
+        checked.get(session)?.maxBatch ?? 1,
+      ),
     );
+  let opened: { session: ModelSession; selection: ProviderSelection };
+  let placement: PlacementDecision | undefined;
+  try {
+    opened = await open(backend, options);
+    const placed = await placeOpened(backend, opened, (on) =>
+      // The provider is chosen; there, every check and the warm-up run again.
+      open(on, {
+        ...options,
+        executionProviders: [opened.selection.provider],
+        ...(options.serving ? { serving: { ...options.serving, providerBenchmark: false } } : {}),
+      }),
+    );
+    opened = { session: placed.session, selection: opened.selection };
+    placement = placed.placement;
   } catch (err) {
     if (err instanceof PackageError) throw err;
     throw new PackageError("PACKAGE_ONNX_LOAD", errorMessage(err), {
@@ -337,6 +352,50 @@ export async function openModel(
     maxBatch,
     scalarOutputs,
     selection,
+    ...(placement ? { placement } : {}),
+  };
+}
+
+/**
+ * Asks the backend where a model just opened should serve, and moves it there when that is the
+ * other thread: opened again by `reopen` (if that fails, the model serves where it was opened,
+ * and the placement says why), then the first session is released.
+ */
+async function placeOpened(
+  backend: InferenceBackend,
+  opened: { session: ModelSession; selection: ProviderSelection },
+  reopen: (on: InferenceBackend) => Promise<{ session: ModelSession; selection: ProviderSelection }>,
+): Promise<{ session: ModelSession; placement: PlacementDecision | undefined }> {
+  const answer = backend.place?.({ session: opened.session, selection: opened.selection });
+  if (!answer) return { session: opened.session, placement: undefined };
+  const { decision, reopenOn } = answer;
+  if (!reopenOn) return { session: opened.session, placement: decision };
+  let moved: Awaited<ReturnType<typeof reopen>>;
+  try {
+    moved = await reopen(reopenOn);
+  } catch (err) {
+    const stays = decision.measuredOn ?? (decision.thread === "main" ? "pool" : "main");
+    return {
+      session: opened.session,
+      placement: {
+        ...decision,
+        thread: stays,
+        reason: `${decision.reason}; but opening it there failed (${errorMessage(err)}), so it stays on the ${stays === "main" ? "main thread" : "worker pool"}`,
+        moved: { error: errorMessage(err) },
+      },
+    };
+  }
+  await opened.session.release().catch(() => undefined);
+  const w = moved.selection.warmup;
+  return {
+    session: moved.session,
+    placement: {
+      ...decision,
+      moved: {
+        loadMs: moved.session.details?.loadMs ?? null,
+        msPerBatch: warmupMsPerBatch(w) ?? null,
+      },
+    },
   };
 }
 

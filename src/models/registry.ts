@@ -20,6 +20,7 @@ import path from "node:path";
 import type { PackageError } from "../errors.js";
 import { errorMessage } from "../errors.js";
 import type { InferenceBackend, SessionOptions } from "../inference/ort.js";
+import { describePlacement, type PlacementDecision } from "../inference/placement.js";
 import { describeSelection, type ProviderSelection } from "../inference/providers.js";
 import type { Logger } from "../system/logger.js";
 import type { LoadedModel } from "./package.js";
@@ -36,6 +37,8 @@ export interface PackageStatus {
   provider?: string;
   /** Why `provider` serves and why every other provider does not (serving packages). */
   selection?: ProviderSelection;
+  /** Main thread or worker pool, and why (serving and trial packages). */
+  placement?: PlacementDecision;
   error?: string;
   errorCode?: string;
   errorField?: string;
@@ -127,6 +130,7 @@ export class ModelRegistry {
         state: "serving",
         provider: best.session.provider,
         ...(best.selection ? { selection: best.selection } : {}),
+        ...(best.placement ? { placement: best.placement } : {}),
       });
       this.log.info(
         {
@@ -134,8 +138,9 @@ export class ModelRegistry {
           provider: best.session.provider,
           dir: best.dir,
           ...(best.selection ? { providers: describeSelection(best.selection) } : {}),
+          ...(best.placement ? { placement: best.placement } : {}),
         },
-        `model ${best.key} serving on ${best.session.provider} (self-test passed${best.selection ? `: ${best.selection.reason}` : ""})`,
+        `model ${best.key} serving on ${best.session.provider} (self-test passed${best.selection ? `: ${best.selection.reason}` : ""})${best.placement ? `, ${describePlacement(best.placement)}` : ""}`,
       );
       if (best.selection?.warmup?.error)
         this.log.warn(
@@ -184,7 +189,14 @@ export class ModelRegistry {
       dir: model.dir,
       state: "serving",
       provider: model.session.provider,
+      ...(model.selection ? { selection: model.selection } : {}),
+      ...(model.placement ? { placement: model.placement } : {}),
     });
+    if (model.placement)
+      this.log.info(
+        { model: model.key, provider: model.session.provider, placement: model.placement },
+        `model ${model.key} serving on ${model.session.provider}, ${describePlacement(model.placement)}`,
+      );
     return previous;
   }
 

@@ -182,6 +182,8 @@ export class Pipeline {
         maxBatch: this.options.maxBatch,
         maxQueued: this.options.maxQueuedWindows,
         ...this.options.batching,
+        // On the main thread one batch at a time: nothing runs beside it (src/inference/placement.ts).
+        ...(model.placement?.thread === "main" ? { maxInFlight: 1 } : {}),
         // Metrics count what serves; a shadow's batches are the trial's business.
         ...(this.options.observer && !shadow ? { observer: this.options.observer } : {}),
         shadow,

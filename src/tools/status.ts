@@ -87,6 +87,17 @@ function bytes(n: number): string {
 
 const num = (n: number): string => n.toLocaleString("en-US");
 
+/** "main thread (0.031 ms/batch of 64 < 0.25 ms)", "worker pool (inference.workers = 2)". */
+export function placementText(p: NonNullable<StatusView["models"][number]["placement"]>): string {
+  const where = p.thread === "main" ? "main thread" : "worker pool";
+  const cost = (ms: number): string => (ms >= 1 ? ms.toFixed(2) : ms >= 0.01 ? ms.toFixed(3) : ms.toFixed(4));
+  if (p.mode === "fixed") return `${where} (${p.reason.split(":")[0] ?? "inference.workers"})`;
+  if (p.msPerBatch === null || p.thresholdMs === null) return `${where} (time per batch not measured)`;
+  const sign = p.msPerBatch < p.thresholdMs ? "<" : "≥";
+  const moved = p.moved && "error" in p.moved ? "; moving it failed" : "";
+  return `${where} (${cost(p.msPerBatch)} ms/batch of ${p.batch ?? "?"} ${sign} ${cost(p.thresholdMs)} ms${moved})`;
+}
+
 const SEVERITY_ORDER: Record<string, number> = { critical: 0, error: 1, warning: 2, info: 3 };
 
 export function formatStatus(s: StatusView, nowMs: number): string {
@@ -106,7 +117,7 @@ export function formatStatus(s: StatusView, nowMs: number): string {
   s.models.forEach((m, i) =>
     row(
       i === 0 ? "models" : "",
-      `${m.name} ${m.version} ${m.state}${m.provider ? ` on ${m.provider}` : ""}${m.error ? ` — ${m.error}` : ""}`,
+      `${m.name} ${m.version} ${m.state}${m.provider ? ` on ${m.provider}` : ""}${m.placement ? `, ${placementText(m.placement)}` : ""}${m.error ? ` — ${m.error}` : ""}`,
     ),
   );
   otaStatusLines((s as StatusView & { ota?: OtaStatus }).ota).forEach((line, i) =>

@@ -44,7 +44,10 @@ describe("vigil status", () => {
     const r = await runCli(["status", "--url", apiUrl(ready), "--token", token]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.split("\n")[0]).toMatch(/^vigil \S+ · gateway gw-test on .+ · READY$/);
-    expect(r.stdout).toMatch(/^models {4}count-ntc-zscore 1\.0\.0 serving on \S+$/m);
+    // The provider, and the thread with the figures it was chosen on (src/inference/placement.ts).
+    expect(r.stdout).toMatch(
+      /^models {4}count-ntc-zscore 1\.0\.0 serving on \S+, (main thread|worker pool) \(\S+ ms\/batch of \d+ [<≥] 0\.250 ms\)$/m,
+    );
     expect(r.stdout).toMatch(/^broker {4}connected/m);
     expect(r.stdout).toContain("alerts    none active");
     expect(r.stdout).toContain("data loss none");

@@ -25,7 +25,15 @@ import { systemClock } from "../../src/system/clock.js";
 import { silentLogger } from "../../src/system/logger.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import type { StoredRecord } from "../../src/store/types.js";
-import { Collector, FIXTURES, startGateway, tempDir, type RunningGateway } from "./harness.js";
+import {
+  Collector,
+  FIXTURES,
+  modelsDir,
+  startGateway,
+  tempDir,
+  testConfig,
+  type RunningGateway,
+} from "./harness.js";
 
 export interface KeyPairFiles {
   keyFile: string;
@@ -55,7 +63,12 @@ export type Variant =
   /** rul = b + W·sqrt(x): NaN for any negative input, fine for the self-test's positive ones. */
   | "sqrt"
   /** Reshapes to [1,15]: runs with batch 1 (the self-test), fails for any bigger batch. */
-  | "batch1";
+  | "batch1"
+  /**
+   * The same rul as "dense", plus a side branch of 64 MatMuls of [batch,512]×[512,512] whose
+   * sum, times 0, is added to it: ~34 MFLOP per window, milliseconds per batch (slow on purpose).
+   */
+  | "heavy";
 
 export interface PackageSpec {
   version: string;
@@ -105,7 +118,21 @@ function modelBytes(variant: Variant, W: number[], b: number): Uint8Array {
     g.initializer("shape", [2], [1, 15], "int64");
     x = g.node("Reshape", [x, "shape"], {}, "one");
   }
-  addDense(g, x, "rul", [W], [b], "rul");
+  if (variant !== "heavy") {
+    addDense(g, x, "rul", [W], [b], "rul");
+    g.output("rul", ["batch", 1]);
+    return g.encode();
+  }
+  const dense = addDense(g, x, "dense", [W], [b]);
+  // Every weight 1/n: each layer averages, so values stay those of the input's scale.
+  g.initializer("wide", [15, 512], new Array<number>(15 * 512).fill(1 / 15));
+  g.initializer("square", [512, 512], new Array<number>(512 * 512).fill(1 / 512));
+  let h = g.node("MatMul", [x, "wide"]);
+  for (let i = 0; i < 64; i++) h = g.node("MatMul", [h, "square"]);
+  g.initializer("axes", [1], [1], "int64");
+  g.initializer("zero", [1], [0]);
+  const side = g.node("Mul", [g.node("ReduceSum", [h, "axes"], { keepdims: attr.int(1) }), "zero"]);
+  g.node("Add", [dense, side], {}, "rul");
   g.output("rul", ["batch", 1]);
   return g.encode();
 }
@@ -555,4 +582,25 @@ export function standalonePipeline(
     systemClock,
     silentLogger(),
   );
+}
+
+/** Signing keys, a package server and a gateway trusting the keys, serving `BASE` (config overrides on top). */
+export async function startOtaSetup(
+  overrides: Record<string, unknown> = {},
+): Promise<{ keys: KeyPairFiles; server: PackageServer; gw: OtaGateway; close(): Promise<void> }> {
+  const keys = makeKeys();
+  const server = new PackageServer();
+  await server.start();
+  const gw = await startOtaGateway(
+    testConfig({ "models.dir": modelsDir([BASE]), "models.trustedKeys": [keys.pubFile], ...overrides }),
+  );
+  return {
+    keys,
+    server,
+    gw,
+    close: async () => {
+      await gw.close();
+      await server.close();
+    },
+  };
 }

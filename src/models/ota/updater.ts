@@ -1213,6 +1213,8 @@ export class ModelUpdater {
       dir: candidate.dir,
       state: "trial",
       provider: candidate.session.provider,
+      ...(candidate.selection ? { selection: candidate.selection } : {}),
+      ...(candidate.placement ? { placement: candidate.placement } : {}),
     });
     const leftMs = Math.max(0, criteria.durationMs - (this.now() - startedAtMs));
     trial.timer = setTimeout(() => void this.scheduleTrialEnd(name, trial), leftMs);
