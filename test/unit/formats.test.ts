@@ -44,20 +44,20 @@ describe("parseCmapss", () => {
     SIGNALS.forEach((s, k) => expect(first?.values[s]).toBe(1000 + 1 + k / 100));
   });
 
-  it("takes real-looking lines (decimals, negatives, integers, CRLF, tabs)", () => {
+  it("takes C-MAPSS-shaped lines (made-up values: decimals, negatives, integers, CRLF, tabs)", () => {
     const line =
-      "3 17 -0.0007 -0.0004 100.0 518.67 641.82 1589.70 1400.60 14.62 21.61 554.36 2388.06 9046.19 1.30 47.47 521.66 2388.02 8138.62 8.4195 0.03 392 2388 100.00 39.06 23.4190  ";
+      "3 17 -0.0012 -0.0003 100.0 511.25 633.40 1575.10 1391.35 12.50 20.02 550.75 2381.10 9031.40 1.25 46.10 517.30 2381.20 8120.45 8.3021 0.02 390 2380 100.00 38.75 23.2705  ";
     const r = parseCmapss(`${line}\r\n${line.replace(/ /g, "\t")}\r\n`, 0);
     expect(r.skipped).toBe(0);
     expect(r.rows).toHaveLength(2);
     const row = r.rows[0];
     expect(row?.asset).toBe("engine-3");
     expect(row?.tsMs).toBe(17_000);
-    expect(row?.values.op1).toBe(-0.0007);
+    expect(row?.values.op1).toBe(-0.0012);
     expect(row?.values.op3).toBe(100);
-    expect(row?.values.s1).toBe(518.67);
-    expect(row?.values.s17).toBe(392);
-    expect(row?.values.s21).toBe(23.419);
+    expect(row?.values.s1).toBe(511.25);
+    expect(row?.values.s17).toBe(390);
+    expect(row?.values.s21).toBe(23.2705);
     expect(r.rows[1]).toEqual(row);
   });
 
