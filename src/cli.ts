@@ -13,6 +13,7 @@ import { runDemo } from "./demo/demo.js";
 import { ConfigError, VigilError, errorMessage } from "./errors.js";
 import { createLogger, type Logger } from "./system/logger.js";
 import { VERSION } from "./system/version.js";
+import { BROKER_SCHEMES, HTTP_SCHEMES, endpointUrlProblem, maskUrlPassword } from "./system/endpoint-url.js";
 import { runBatch, type DataFormat } from "./tools/batch.js";
 import { ProgressBar } from "./tools/progress.js";
 import { runReplay } from "./tools/replay.js";
@@ -51,6 +52,13 @@ function numberOption(
   if (typeof v !== "string" || !Number.isFinite(n) || n < 0)
     throw new UsageError(`--${name} must be a number >= 0`);
   return n;
+}
+
+/** A URL option, refused with a usage error naming the option and the value (src/system/endpoint-url.ts). */
+function urlOption(name: string, value: string, schemes: readonly string[]): string {
+  const problem = endpointUrlProblem(value, schemes);
+  if (problem) throw new UsageError(`--${name} "${maskUrlPassword(value)}" ${problem}`);
+  return value;
 }
 
 function formatOption(values: Record<string, string | boolean | undefined>): DataFormat {
@@ -127,7 +135,7 @@ const commands: Record<string, Command> = {
     },
     async run(values) {
       const { apiBaseUrl, runStatus } = await import("./tools/status.js");
-      let url = typeof values.url === "string" ? values.url : undefined;
+      let url = typeof values.url === "string" ? urlOption("url", values.url, HTTP_SCHEMES) : undefined;
       let token = typeof values.token === "string" ? values.token : process.env.VIGIL_HTTP_TOKEN;
       if (typeof values.config === "string") {
         const config = loadConfig({ file: values.config });
@@ -219,7 +227,7 @@ const commands: Record<string, Command> = {
       const result = await runReplay({
         file: required(values, "file"),
         format: formatOption(values),
-        brokerUrl: required(values, "broker"),
+        brokerUrl: urlOption("broker", required(values, "broker"), BROKER_SCHEMES),
         rate: numberOption(values, "rate", 0),
         topic: typeof values.topic === "string" ? values.topic : "plant/{asset}/row",
         startMs: numberOption(values, "start", Math.floor(Date.now() / 1000) * 1000),
