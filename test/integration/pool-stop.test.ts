@@ -89,11 +89,10 @@ describe("stopping the pool while workers come up", () => {
     const reloadSent = new Promise<void>((resolve) => {
       vi.spyOn(Worker.prototype, "postMessage").mockImplementation(function (
         this: Worker,
-        msg: unknown,
-        transfer?: readonly Transferable[],
+        ...args: Parameters<Worker["postMessage"]>
       ) {
-        post.call(this, msg, transfer);
-        if ((msg as ToWorker).type === "load") resolve();
+        post.apply(this, args);
+        if ((args[0] as ToWorker).type === "load") resolve();
       });
     });
     vi.advanceTimersToNextTimer(); // the replacement boots, then reloads the session
