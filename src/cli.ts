@@ -12,6 +12,7 @@ import type { VigilConfig } from "./config/types.js";
 import { runDemo } from "./demo/demo.js";
 import { ConfigError, VigilError, errorMessage } from "./errors.js";
 import { createLogger, type Logger } from "./system/logger.js";
+import { toggleDebugLevel } from "./system/log-toggle.js";
 import { VERSION } from "./system/version.js";
 import { BROKER_SCHEMES, HTTP_SCHEMES, endpointUrlProblem, maskUrlPassword } from "./system/endpoint-url.js";
 import { runBatch, type DataFormat } from "./tools/batch.js";
@@ -93,6 +94,22 @@ function onSignals(log: Logger): Promise<void> {
   });
 }
 
+/** Why `vigil demo` does not reload on SIGHUP (logged instead of dying on SIGHUP's default action). */
+const DEMO_SIGHUP_IGNORED =
+  "SIGHUP ignored: the demo does not reload its configuration (it is built from the defaults, --config and the command line, and may have moved to free ports); restart the demo to change it, or use vigil run --config FILE";
+
+/** The demo's SIGUSR2 (debug logging, as `vigil run`) and SIGHUP (ignored, saying why); returns the undo. */
+function demoOperatorSignals(log: Logger, configuredLevel: string): () => void {
+  const onToggle = (): void => void toggleDebugLevel(log, configuredLevel);
+  const onHup = (): void => log.warn({ signal: "SIGHUP" }, DEMO_SIGHUP_IGNORED);
+  process.on("SIGUSR2", onToggle);
+  process.on("SIGHUP", onHup);
+  return () => {
+    process.off("SIGUSR2", onToggle);
+    process.off("SIGHUP", onHup);
+  };
+}
+
 const commands: Record<string, Command> = {
   run: {
     summary: "run the gateway daemon",
@@ -155,6 +172,10 @@ const commands: Record<string, Command> = {
   demo: {
     summary: "the gateway on embedded defaults with a simulated plant",
     usage: "vigil demo [--config FILE] [--machines N] [--engines N] [--duration SECONDS]",
+    details: [
+      "signals: SIGTERM/SIGINT stop cleanly (a second one exits at once), SIGUSR2 toggles debug",
+      "logging as in vigil run; SIGHUP is logged and ignored (the demo does not reload its configuration).",
+    ].join("\n"),
     options: {
       config: { type: "string", short: "c" },
       machines: { type: "string" },
@@ -176,12 +197,13 @@ const commands: Record<string, Command> = {
         overrides,
       });
       const log = logFor(config);
-      await runDemo({
-        config,
-        log,
-        durationS: numberOption(values, "duration", 0),
-        stopSignal: onSignals(log),
-      });
+      const durationS = numberOption(values, "duration", 0);
+      const undo = demoOperatorSignals(log, config.log.level);
+      try {
+        await runDemo({ config, log, durationS, stopSignal: onSignals(log) });
+      } finally {
+        undo();
+      }
       return EXIT_OK;
     },
   },
