@@ -346,7 +346,7 @@ export class ModelUpdater {
     }
     for (const source of this.sources.values()) source.stop();
     // An end already under way completes first; one only scheduled is dropped (stopping).
-    await Promise.all([...this.trials.values()].map((t) => t.ending));
+    await Promise.all([...this.trials.values()].map((t) => t.ending ?? Promise.resolve()));
     for (const [name, t] of this.trials) {
       if (t.timer) clearTimeout(t.timer);
       this.host?.removeMonitor(name, t.activeMonitor);
