@@ -12,7 +12,7 @@ import path from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { InferenceError } from "../../src/errors.js";
-import type { SessionOptions } from "../../src/inference/ort.js";
+import type { ModelSession, SessionOptions } from "../../src/inference/ort.js";
 import { WorkerPool } from "../../src/inference/pool.js";
 import type { ToWorker } from "../../src/inference/worker-protocol.js";
 import { CRASH_SENTINEL } from "../fixtures/workers/sentinel.js";
@@ -53,14 +53,20 @@ function outcome(p: Promise<unknown>): Promise<unknown> {
   );
 }
 
+/** A one-worker pool with a session whose worker just died; its replacement's timer is faked, not run. */
+async function sessionOnDeadWorker(): Promise<{ p: WorkerPool; s: ModelSession }> {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+  const p = pool(1, CRASHING);
+  const s = await p.createSession(MODEL, OPTIONS);
+  await expect(s.run("input", input(1, true), [1, FEATURES])).rejects.toMatchObject({
+    code: "INFERENCE_WORKER_EXITED",
+  });
+  return { p, s };
+}
+
 describe("stopping the pool while workers come up", () => {
   it("stopIdle while a dead worker's replacement boots: the replacement gives up and the pool starts afresh", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    const p = pool(1, CRASHING);
-    const s = await p.createSession(MODEL, OPTIONS);
-    await expect(s.run("input", input(1, true), [1, FEATURES])).rejects.toMatchObject({
-      code: "INFERENCE_WORKER_EXITED",
-    });
+    const { p, s } = await sessionOnDeadWorker();
     await s.release(); // no session left: the pool is idle
     expect(vi.getTimerCount()).toBe(1); // the replacement, due at once
     vi.advanceTimersToNextTimer(); // runs it: the new worker is spawned and is booting
@@ -78,12 +84,7 @@ describe("stopping the pool while workers come up", () => {
   });
 
   it("stopIdle while a replacement reloads a session that was then released: the reload fails and stopIdle resolves", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    const p = pool(1, CRASHING);
-    const s = await p.createSession(MODEL, OPTIONS);
-    await expect(s.run("input", input(1, true), [1, FEATURES])).rejects.toMatchObject({
-      code: "INFERENCE_WORKER_EXITED",
-    });
+    const { p, s } = await sessionOnDeadWorker();
     // Told the moment the replacement sends the session's reload to its new worker.
     const post = Worker.prototype.postMessage;
     const reloadSent = new Promise<void>((resolve) => {
