@@ -12,7 +12,9 @@ import type { VigilConfig } from "./config/types.js";
 import { runDemo } from "./demo/demo.js";
 import { ConfigError, VigilError, errorMessage } from "./errors.js";
 import { createLogger, type Logger } from "./system/logger.js";
+import { toggleDebugLevel } from "./system/log-toggle.js";
 import { VERSION } from "./system/version.js";
+import { BROKER_SCHEMES, HTTP_SCHEMES, endpointUrlProblem, maskUrlPassword } from "./system/endpoint-url.js";
 import { runBatch, type DataFormat } from "./tools/batch.js";
 import { ProgressBar } from "./tools/progress.js";
 import { runReplay } from "./tools/replay.js";
@@ -53,6 +55,13 @@ function numberOption(
   return n;
 }
 
+/** A URL option, refused with a usage error naming the option and the value (src/system/endpoint-url.ts). */
+function urlOption(name: string, value: string, schemes: readonly string[]): string {
+  const problem = endpointUrlProblem(value, schemes);
+  if (problem) throw new UsageError(`--${name} "${maskUrlPassword(value)}" ${problem}`);
+  return value;
+}
+
 function formatOption(values: Record<string, string | boolean | undefined>): DataFormat {
   const f = required(values, "format");
   if (f !== "cmapss" && f !== "csv") throw new UsageError(`--format must be cmapss or csv, got ${f}`);
@@ -83,6 +92,22 @@ function onSignals(log: Logger): Promise<void> {
     process.on("SIGINT", handler);
     process.on("SIGTERM", handler);
   });
+}
+
+/** Why `vigil demo` does not reload on SIGHUP (logged instead of dying on SIGHUP's default action). */
+const DEMO_SIGHUP_IGNORED =
+  "SIGHUP ignored: the demo does not reload its configuration (it is built from the defaults, --config and the command line, and may have moved to free ports); restart the demo to change it, or use vigil run --config FILE";
+
+/** The demo's SIGUSR2 (debug logging, as `vigil run`) and SIGHUP (ignored, saying why); returns the undo. */
+function demoOperatorSignals(log: Logger, configuredLevel: string): () => void {
+  const onToggle = (): void => void toggleDebugLevel(log, configuredLevel);
+  const onHup = (): void => log.warn({ signal: "SIGHUP" }, DEMO_SIGHUP_IGNORED);
+  process.on("SIGUSR2", onToggle);
+  process.on("SIGHUP", onHup);
+  return () => {
+    process.off("SIGUSR2", onToggle);
+    process.off("SIGHUP", onHup);
+  };
 }
 
 const commands: Record<string, Command> = {
@@ -127,7 +152,7 @@ const commands: Record<string, Command> = {
     },
     async run(values) {
       const { apiBaseUrl, runStatus } = await import("./tools/status.js");
-      let url = typeof values.url === "string" ? values.url : undefined;
+      let url = typeof values.url === "string" ? urlOption("url", values.url, HTTP_SCHEMES) : undefined;
       let token = typeof values.token === "string" ? values.token : process.env.VIGIL_HTTP_TOKEN;
       if (typeof values.config === "string") {
         const config = loadConfig({ file: values.config });
@@ -147,6 +172,10 @@ const commands: Record<string, Command> = {
   demo: {
     summary: "the gateway on embedded defaults with a simulated plant",
     usage: "vigil demo [--config FILE] [--machines N] [--engines N] [--duration SECONDS]",
+    details: [
+      "signals: SIGTERM/SIGINT stop cleanly (a second one exits at once), SIGUSR2 toggles debug",
+      "logging as in vigil run; SIGHUP is logged and ignored (the demo does not reload its configuration).",
+    ].join("\n"),
     options: {
       config: { type: "string", short: "c" },
       machines: { type: "string" },
@@ -168,12 +197,13 @@ const commands: Record<string, Command> = {
         overrides,
       });
       const log = logFor(config);
-      await runDemo({
-        config,
-        log,
-        durationS: numberOption(values, "duration", 0),
-        stopSignal: onSignals(log),
-      });
+      const durationS = numberOption(values, "duration", 0);
+      const undo = demoOperatorSignals(log, config.log.level);
+      try {
+        await runDemo({ config, log, durationS, stopSignal: onSignals(log) });
+      } finally {
+        undo();
+      }
       return EXIT_OK;
     },
   },
@@ -219,7 +249,7 @@ const commands: Record<string, Command> = {
       const result = await runReplay({
         file: required(values, "file"),
         format: formatOption(values),
-        brokerUrl: required(values, "broker"),
+        brokerUrl: urlOption("broker", required(values, "broker"), BROKER_SCHEMES),
         rate: numberOption(values, "rate", 0),
         topic: typeof values.topic === "string" ? values.topic : "plant/{asset}/row",
         startMs: numberOption(values, "start", Math.floor(Date.now() / 1000) * 1000),

@@ -18,6 +18,7 @@ import { compileTemplate } from "../ingest/topics.js";
 import { destinationIssues } from "../sync/config.js";
 import { GATEWAY_ID_PATTERN, schema, schemaWithEnv, walkLeaves } from "./schema.js";
 import type { VigilConfig } from "./types.js";
+import { brokerUrlProblem } from "../system/endpoint-url.js";
 
 export interface ConfigIssue {
   key: string;
@@ -88,14 +89,8 @@ function addFormats(): void {
     "mqtt-url": {
       validate(v: unknown) {
         if (typeof v !== "string") fail("must be a URL string");
-        let url: URL;
-        try {
-          url = new URL(v);
-        } catch {
-          fail("must be a URL such as mqtt://host:1883");
-        }
-        if (!["mqtt:", "mqtts:", "ws:", "wss:"].includes(url.protocol))
-          fail("must use mqtt://, mqtts://, ws:// or wss://");
+        const problem = brokerUrlProblem(v);
+        if (problem) fail(problem);
       },
     },
     "string-array": {

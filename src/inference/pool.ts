@@ -22,8 +22,11 @@
  * manager restarts the gateway (systemd unit: Restart=on-failure).
  * With `idleStopMs`, workers are stopped once the pool has held no session for that long (a
  * gateway whose models all run on the main thread keeps no idle threads; src/inference/placement.ts)
- * and started again by the next `createSession`.
- * `close()` fails what is outstanding and terminates the workers.
+ * and started again by the next `createSession`; stopping them fails what they had outstanding and
+ * a `start()` still waiting for them with `INFERENCE_WORKERS_STOPPED` (retriable), and abandons a
+ * replacement in progress (`stopIdle()` resolves once it has given up).
+ * `close()` fails what is outstanding (and a `start()` still waiting) with `INFERENCE_POOL_CLOSED`
+ * and terminates the workers. No call is left pending by either.
  */
 
 import os from "node:os";
@@ -152,6 +155,10 @@ export class WorkerPool implements InferenceBackend {
   idleStops = 0;
   /** `createSession` calls in progress (the workers are not idle while one is). */
   private creating = 0;
+  /** Bumped by `stopIdle()`: a replacement begun before it gives up. */
+  private generation = 0;
+  /** Replacements of dead workers in progress; `stopIdle()` and `close()` wait for them to settle. */
+  private readonly replacing = new Set<Promise<void>>();
 
   constructor(options: PoolOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError("pool size must be >= 1");
@@ -198,18 +205,36 @@ export class WorkerPool implements InferenceBackend {
     if (this.closed || !this.idle()) return;
     this.started = undefined;
     this.idleStops++;
+    this.generation++;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.recentDeaths = [];
+    const err = this.stoppedError();
     await Promise.all(
       this.slots.map(async (slot) => {
         const worker = slot.worker;
         // Cleared first, so that its exit is not taken for a death to replace.
         slot.worker = undefined;
         slot.up = false;
+        const outstanding = [...slot.outstanding.values()];
+        slot.outstanding.clear();
+        for (const p of outstanding) p.reject(err);
         if (worker) await worker.terminate();
       }),
     );
+    // A replacement that was booting or reloading has now failed its step and returns.
+    await Promise.all(this.replacing);
+  }
+
+  /** Why a worker stopped on purpose (idle stop or close) failed what waited for it. */
+  private stoppedError(): InferenceError {
+    return this.closed
+      ? new InferenceError("INFERENCE_POOL_CLOSED", "the inference pool is closed")
+      : new InferenceError(
+          "INFERENCE_WORKERS_STOPPED",
+          "the inference workers were stopped (the pool held no session); the next session starts them again",
+          { retriable: true },
+        );
   }
 
   availableProviders(): string[] {
@@ -244,7 +269,12 @@ export class WorkerPool implements InferenceBackend {
         lastError = errorMessage(err);
       });
       worker.on("exit", (code) => {
-        if (slot.worker !== worker) return;
+        if (slot.worker !== worker) {
+          // Stopped on purpose (stopIdle, close): not a death to replace, but whoever waits for
+          // it to be ready (start(), a replacement) must hear. A no-op once it was ready.
+          reject(this.stoppedError());
+          return;
+        }
         const why = lastError !== "" ? lastError : `exit code ${code}`;
         reject(
           new InferenceError(
@@ -282,20 +312,26 @@ export class WorkerPool implements InferenceBackend {
     this.recentDeaths.push(now);
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      this.replace(slot).catch(() => undefined);
+      const replacing: Promise<void> = this.replace(slot)
+        .catch(() => undefined)
+        .finally(() => this.replacing.delete(replacing));
+      this.replacing.add(replacing);
     }, delay);
     this.timers.add(timer);
   }
 
   /** A new worker in `slot`, with every session it held reloaded and warmed up. */
   private async replace(slot: Slot): Promise<void> {
-    if (this.closed) return;
+    const generation = this.generation;
+    const abandoned = (): boolean => this.closed || this.generation !== generation;
+    if (abandoned()) return;
     try {
       await this.boot(slot);
     } catch {
-      return; // its exit handler has scheduled the next attempt
+      return; // died: its exit handler has scheduled the next attempt; stopped: nothing to do
     }
     for (const s of this.sessions.values()) {
+      if (abandoned()) return;
       if (s.released || !s.slots.includes(slot.index)) continue;
       try {
         await this.loadOn(slot, s);
@@ -587,6 +623,7 @@ export class WorkerPool implements InferenceBackend {
         if (worker) await worker.terminate();
       }),
     );
+    await Promise.all(this.replacing);
   }
 }
 

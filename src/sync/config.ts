@@ -9,6 +9,7 @@
  */
 
 import { validateWindow } from "./schedule.js";
+import { BROKER_SCHEMES, HTTP_SCHEMES, endpointUrlProblem } from "../system/endpoint-url.js";
 
 export interface BackoffSpec {
   minDelayMs: number;
@@ -204,14 +205,8 @@ function parseOne(d: unknown, i: number, issues: string[]): DestinationSpec | un
   const url = typeof d.url === "string" ? d.url : "";
   if (typeof d.url !== "string") issues.push(`${at}.url must be a URL string`);
   else {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(d.url);
-    } catch {
-      issues.push(`${at}.url is not a valid URL`);
-    }
-    const ok = d.type === "http" ? ["http:", "https:"] : ["mqtt:", "mqtts:", "ws:", "wss:"];
-    if (parsed && !ok.includes(parsed.protocol)) issues.push(`${at}.url must use ${ok.join(" or ")}`);
+    const problem = endpointUrlProblem(d.url, d.type === "http" ? HTTP_SCHEMES : BROKER_SCHEMES);
+    if (problem) issues.push(`${at}.url ${problem}`);
   }
   const backoff = {
     minDelayMs: r.int("minDelayMs", DESTINATION_DEFAULTS.minDelayMs, 1),

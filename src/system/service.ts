@@ -21,6 +21,7 @@ import { loadConfig } from "../config/load.js";
 import type { VigilConfig } from "../config/types.js";
 import { ConfigError, errorMessage } from "../errors.js";
 import { Gateway } from "../gateway.js";
+import { toggleDebugLevel } from "./log-toggle.js";
 import type { Logger } from "./logger.js";
 import { planReload } from "./reload.js";
 import { SdNotify } from "./sd-notify.js";
@@ -103,10 +104,7 @@ export async function runService(options: ServiceOptions): Promise<number> {
   };
 
   const onToggleDebug = (): void => {
-    const next = log.level === "debug" ? configuredLevel : "debug";
-    log.level = next;
-    // warn, so that the change is visible at any level
-    log.warn({ level: next, via: "SIGUSR2" }, `log level now ${next} (SIGUSR2 again toggles back)`);
+    toggleDebugLevel(log, configuredLevel);
   };
 
   const handlers: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [

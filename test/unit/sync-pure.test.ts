@@ -47,7 +47,7 @@ describe("sync.destinations parsing", () => {
     expect(issues).toEqual(
       expect.arrayContaining([
         "[0].colour is not a known field of a http destination",
-        "[0].url must use http: or https:",
+        '[0].url uses the unsupported scheme "ftp:" (use http://, https://)',
         "[0].batchMaxRecords must be an integer >= 1",
         "[0].gzip must be true or false",
         expect.stringMatching(/^\[1\]\.schedule\.windows: "61 \* \* \* \*": /),

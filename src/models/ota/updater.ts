@@ -28,7 +28,9 @@
  * - On any failure nothing changes for the serving version. Installed versions beyond the
  *   active one and `keepVersions` previous ones are deleted (shipped packages never are).
  * - `stop()` interrupts a running update without forgetting it (it resumes at the next start),
- *   stops trials and probations, and releases every session it holds.
+ *   stops trials and probations, and releases every session it holds. A trial end already
+ *   under way completes first; none begins once stop() has (a trial stopped so stays recorded
+ *   and starts over at the next start).
  */
 
 import { createHash } from "node:crypto";
@@ -126,6 +128,8 @@ interface RunningTrial {
   timer: NodeJS.Timeout | undefined;
   state: "running" | "finishing" | "awaiting-promotion";
   report?: TrialReport;
+  /** Settles when an end scheduled by `scheduleTrialEnd` has run (or was dropped because stop() began). */
+  ending?: Promise<void>;
 }
 
 interface RunningProbation {
@@ -341,6 +345,8 @@ export class ModelUpdater {
       await job.done?.catch(() => undefined);
     }
     for (const source of this.sources.values()) source.stop();
+    // An end already under way completes first; one only scheduled is dropped (stopping).
+    await Promise.all([...this.trials.values()].map((t) => t.ending ?? Promise.resolve()));
     for (const [name, t] of this.trials) {
       if (t.timer) clearTimeout(t.timer);
       this.host?.removeMonitor(name, t.activeMonitor);
@@ -1236,12 +1242,19 @@ export class ModelUpdater {
     how: "criteria" | "promote" | "cancel" = "criteria",
     by?: string,
   ): Promise<void> {
+    // Once stop() has begun it owns the trials: the candidate's last batches, which land while
+    // its shadow drains, must not end the trial (it stays recorded and starts over at the next start).
+    if (this.stopping) return Promise.resolve();
     if (this.trials.get(name) !== trial || trial.state === "finishing") return Promise.resolve();
     if (trial.state === "awaiting-promotion" && how === "criteria") return Promise.resolve();
     trial.state = "finishing";
     if (trial.timer) clearTimeout(trial.timer);
-    return new Promise<void>((resolve) => {
+    trial.ending = new Promise<void>((resolve) => {
       setImmediate(() => {
+        if (this.stopping) {
+          resolve();
+          return;
+        }
         this.finishTrial(name, trial, how, by)
           .catch((err: unknown) => {
             this.log.error({ model: name, err: errorMessage(err) }, "ending a trial failed");
@@ -1256,6 +1269,7 @@ export class ModelUpdater {
           .finally(resolve);
       });
     });
+    return trial.ending;
   }
 
   private async finishTrial(
@@ -1386,6 +1400,12 @@ export class ModelUpdater {
     if (trial.state === "finishing")
       throw new VigilError("OTA_BUSY", `the trial of ${name} is ending; see models/events`);
     await this.scheduleTrialEnd(name, trial, "promote", transaction);
+    if (this.stopping && this.trials.get(name) === trial)
+      throw new VigilError(
+        "OTA_STOPPING",
+        `the gateway is stopping; the trial of ${name}@${trial.record.version} starts over at the next start`,
+        { retriable: true },
+      );
     const active = this.deps.registry.get(name);
     if (active?.manifest.version !== trial.record.version)
       throw new VigilError(
