@@ -15,11 +15,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Collector } from "../support/harness.js";
-import { modelsDir, testConfig, type RunningGateway } from "../support/harness.js";
+import type { RunningGateway } from "../support/harness.js";
 import type { RowStream } from "../support/ota.js";
 import {
   BASE,
-  PackageServer,
+  type PackageServer,
   ROOT,
   buildPackage,
   craftTgz,
@@ -27,7 +27,7 @@ import {
   events,
   makeKeys,
   request,
-  startOtaGateway,
+  startOtaSetup,
   type OtaGateway,
   type BuiltPackage,
   type KeyPairFiles,
@@ -43,26 +43,20 @@ let col: Collector;
 let stream: RowStream;
 let good: BuiltPackage;
 
+let close: () => Promise<void>;
+
 beforeAll(async () => {
-  keys = makeKeys();
   stranger = makeKeys();
-  server = new PackageServer();
-  await server.start();
-  gw = await startOtaGateway(
-    testConfig({
-      "models.dir": modelsDir([BASE]),
-      "models.trustedKeys": [keys.pubFile],
-      "models.ota.retry.minDelayMs": 10,
-      "models.ota.retry.maxDelayMs": 20,
-    }),
-  );
+  ({ keys, server, gw, close } = await startOtaSetup({
+    "models.ota.retry.minDelayMs": 10,
+    "models.ota.retry.maxDelayMs": 20,
+  }));
   ({ running, col, stream } = gw);
   good = await buildPackage({ version: "1.1.0", sign: keys });
 });
 
 afterAll(async () => {
-  await gw.close();
-  await server.close();
+  await close();
 });
 
 /** Deploys while the asset streams; returns the answer. */

@@ -15,17 +15,16 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OtaStatus } from "../../src/models/ota/updater.js";
 import type { Collector } from "../support/harness.js";
-import { modelsDir, testConfig, type RunningGateway } from "../support/harness.js";
+import type { RunningGateway } from "../support/harness.js";
 import type { RowStream } from "../support/ota.js";
 import {
   BASE,
-  PackageServer,
+  type PackageServer,
   ROOT,
   buildPackage,
   events,
-  makeKeys,
   request,
-  startOtaGateway,
+  startOtaSetup,
   type OtaGateway,
   waitForEvent,
   type KeyPairFiles,
@@ -43,24 +42,18 @@ let stream: RowStream;
 /** Windows checked so far (the next check starts after them). */
 let checked = 0;
 
+let close: () => Promise<void>;
+
 beforeAll(async () => {
-  keys = makeKeys();
-  server = new PackageServer();
-  await server.start();
-  gw = await startOtaGateway(
-    testConfig({
-      "models.dir": modelsDir([BASE]),
-      "models.trustedKeys": [keys.pubFile],
-      "models.keepVersions": 1,
-      "models.ota.probation.windows": 4,
-    }),
-  );
+  ({ keys, server, gw, close } = await startOtaSetup({
+    "models.keepVersions": 1,
+    "models.ota.probation.windows": 4,
+  }));
   ({ running, col, stream } = gw);
 });
 
 afterAll(async () => {
-  await gw.close();
-  await server.close();
+  await close();
 });
 
 async function deploy(
