@@ -590,6 +590,61 @@ describe("SqliteStore (durable)", () => {
     expect(again.commit([rec("prediction", 1)])[0]?.seq).toBe(1);
   });
 
+  it("migration 3 replaces the (kind, seq) index with partial indexes for alerts and events, keeping every record", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const first = openStore(file);
+    first.commit([rec("prediction", 1), rec("alert", 2), rec("event", 3, null), rec("prediction", 4)]);
+    first.close();
+    // Put the file back to schema 2 as a Vigil before migration 3 left it.
+    const raw = new Database(file);
+    raw.exec(
+      "DROP INDEX records_alert_seq; DROP INDEX records_event_seq; CREATE INDEX records_kind ON records (kind, seq);",
+    );
+    raw.pragma("user_version = 2");
+    raw.close();
+
+    const store = openStore(file);
+    expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+    expect(store.readAfter(0, 10).map((r) => [r.seq, r.kind])).toEqual([
+      [1, "prediction"],
+      [2, "alert"],
+      [3, "event"],
+      [4, "prediction"],
+    ]);
+    expect(store.readOutbox(0, 10, "alert").map((r) => r.seq)).toEqual([2]);
+    expect(store.readOutbox(0, 10, "event").map((r) => r.seq)).toEqual([3]);
+    expect(store.readOutbox(1, 10, "prediction").map((r) => r.seq)).toEqual([4]);
+    store.close();
+
+    const check = new Database(file, { readonly: true });
+    try {
+      const indexes = (
+        check
+          .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'")
+          .all() as {
+          name: string;
+        }[]
+      ).map((r) => r.name);
+      expect(indexes).toContain("records_alert_seq");
+      expect(indexes).toContain("records_event_seq");
+      expect(indexes).not.toContain("records_kind");
+      // The store names the kind as a literal, which SQLite matches against the partial index
+      // in any build (reading alerts alone must not scan every prediction).
+      const plan = (
+        check
+          .prepare(
+            "EXPLAIN QUERY PLAN SELECT seq FROM records WHERE kind = 'alert' AND seq > ? ORDER BY seq LIMIT 10",
+          )
+          .all(0) as { detail: string }[]
+      )
+        .map((r) => r.detail)
+        .join("; ");
+      expect(plan).toMatch(/USING (COVERING )?INDEX records_alert_seq/);
+    } finally {
+      check.close();
+    }
+  });
+
   it("refuses a database written by a newer Vigil (STORE_TOO_NEW) and leaves it untouched", () => {
     const dir = tempDir("vigil-store-");
     const file = path.join(dir, "vigil.db");
