@@ -150,6 +150,13 @@ export class Metrics implements BatchObserver {
     readCounter(r, "vigil_inference_errors_total", "Failed inference calls, by model.", ["model"], () =>
       models().map(([model, c]) => ({ labels: { model }, value: c.inferenceErrors })),
     );
+    readCounter(
+      r,
+      "vigil_store_sync_errors_total",
+      "Commits whose sync to disk failed (store.synchronous full), by model: published anyway, a power cut may take them.",
+      ["model"],
+      () => models().map(([model, c]) => ({ labels: { model }, value: c.storeSyncErrors })),
+    );
     readGauge(r, "vigil_inference_queue_windows", "Windows waiting for inference, by model.", ["model"], () =>
       models().map(([model, c]) => ({ labels: { model }, value: c.queued })),
     );

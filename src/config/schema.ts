@@ -355,7 +355,7 @@ export const schema = {
   store: {
     path: leaf("SQLite database file; empty means `<dataDir>/vigil.db`.", String, ""),
     synchronous: leaf(
-      "SQLite `synchronous` in WAL mode: `full` (a commit survives a power cut; the default, because a record a subscriber has seen must not be lost) or `normal` (fewer fsyncs; the last commits may be lost on power loss, never on a crash of the agent).",
+      "Durability of the SQLite store (WAL): `full` (the default, because a record a subscriber has seen must not be lost: every commit is on disk before it is published — a group commit, the WAL fdatasync'ed off the main thread, docs/sync.md) or `normal` (no sync; the last commits may be lost on power loss, never on a crash of the agent).",
       ["full", "normal"],
       "full",
     ),

@@ -9,7 +9,9 @@
  * out in order. For each run of finished batches, in order: outputs decoded; the manifest's
  * alert rules evaluated per asset with hysteresis; every prediction and alert event, and the
  * new rule states, committed to the store in ONE transaction (at most one full batch of
- * windows); then the stored records handed to the sink (publish). A commit that fails (disk
+ * windows); then, once the store says the commit is durable (`Store.afterDurable`: on disk
+ * under `synchronous: full`, a group commit off the main thread), the stored records handed
+ * to the sink (publish), in commit order. A commit that fails (disk
  * full, I/O error) goes to the sink's `uncommitted` instead: published locally without a seq
  * and counted in the data-loss ledger, since it will never reach the cloud. Overload (the
  * batcher's policy): beyond `maxQueuedPerAsset` windows of one asset, or `maxQueued` in all,
@@ -54,6 +56,8 @@ export interface RunnerCounters {
   alertsCleared: Record<string, number>;
   inferenceErrors: number;
   storeErrors: number;
+  /** Commits whose sync to disk failed (published anyway: they are in the store). */
+  storeSyncErrors: number;
   /** Windows lost with a failed batch (inference error, store error). */
   windowsLostInference: number;
   windowsLostStore: number;
@@ -91,6 +95,7 @@ export function newRunnerCounters(): RunnerCounters {
     alertsCleared: {},
     inferenceErrors: 0,
     storeErrors: 0,
+    storeSyncErrors: 0,
     windowsLostInference: 0,
     windowsLostStore: 0,
     overload: 0,
@@ -128,6 +133,8 @@ export class ModelRunner {
   /** Rule states by `asset \0 rule`. */
   private readonly ruleStates = new Map<string, Map<string, RuleState>>();
   readonly monitors = new Set<RunnerMonitor>();
+  /** Set while committed records wait for the store's sync before they are published. */
+  private lastPublish: Promise<void> | undefined;
 
   constructor(
     readonly model: LoadedModel,
@@ -218,6 +225,12 @@ export class ModelRunner {
   /** Runs everything queued so far; resolves when it is committed and handed to the sink. */
   async drain(): Promise<void> {
     await this.batcher.drain();
+    // Commits waiting to be durable are published in order: the last one's wait covers all.
+    while (this.lastPublish) {
+      const last = this.lastPublish;
+      await last;
+      if (this.lastPublish === last) this.lastPublish = undefined;
+    }
   }
 
   /** One batch's inference (runs while other batches are inferred or committed). */
@@ -356,6 +369,20 @@ export class ModelRunner {
       return;
     }
     this.counters.predictions += items.length;
-    this.sink.publish(stored);
+    let published = false;
+    let done: (() => void) | undefined;
+    this.store.afterDurable((err) => {
+      if (err) {
+        this.counters.storeSyncErrors++;
+        this.log.error(
+          { model: this.model.key, records: stored.length, err: errorMessage(err) },
+          "store sync failed; committed records published, but a power cut may take them",
+        );
+      }
+      this.sink.publish(stored);
+      published = true;
+      done?.();
+    });
+    if (!published) this.lastPublish = new Promise<void>((resolve) => (done = resolve));
   }
 }

@@ -100,6 +100,11 @@ export class MemoryStore implements Store {
     return stored;
   }
 
+  /** Nothing here is ever more durable than it is now: calls back at once. */
+  afterDurable(fn: (err: Error | undefined) => void): void {
+    fn(undefined);
+  }
+
   alertStates(): AlertStateRow[] {
     return [...this.states.values()].map((s) => structuredClone(s));
   }

@@ -1,10 +1,16 @@
 /**
  * The durable Store on SQLite (better-sqlite3). The only importer of `better-sqlite3`.
  *
- * Contract: as `types.ts`. Durability: WAL journal with `synchronous=FULL` by default, so a
- * commit that returned survives a power cut — the promise "committed before published" means
- * a subscriber never sees a record the store could lose. `normal` trades the last few
- * commits on power loss for fewer fsyncs (configurable, `store.synchronous`).
+ * Contract: as `types.ts`. Durability: WAL journal. With `synchronous: "full"` (the default) a
+ * commit is on disk before `afterDurable` calls back, so "committed, made durable, then
+ * published" means a subscriber never sees a record a power cut could take. It is a *group
+ * commit*: the connection runs `synchronous=NORMAL` (a commit writes the WAL without waiting
+ * for the disk, so it never stalls the event loop on an fsync) and the WAL file is
+ * `fdatasync`ed on libuv's thread pool, one sync at a time, each covering every commit made
+ * before it started. Checkpoints sync the WAL before and the database after (SQLite's NORMAL
+ * rules), and closing the last connection checkpoints, so nothing depends on our sync alone.
+ * `normal` trades the last few commits on power loss for no fsync at all (`afterDurable`
+ * calls back at once); neither loses a commit when only the agent crashes.
  * Schema changes are migrations keyed by `PRAGMA user_version`, applied in one transaction.
  * `seq` is `INTEGER PRIMARY KEY AUTOINCREMENT`, which SQLite never reuses, even after deletes.
  * Errors are thrown as `StoreError`; SQLITE_BUSY, SQLITE_FULL and I/O errors are retriable; a
@@ -237,7 +243,6 @@ export class SqliteStore implements Store {
   private readonly clock: Clock;
   private readonly file: string;
   private readonly sidecar: boolean;
-  private readonly synchronous: "FULL" | "NORMAL";
   private readonly insertRecord: Database.Statement;
   private readonly upsertState: Database.Statement;
   private readonly addLoss: Database.Statement;
@@ -253,13 +258,20 @@ export class SqliteStore implements Store {
   private seq = 0;
   /** Seq reserved in the sidecar: no seq above it is issued before the sidecar says more. */
   private reserved = 0;
+  /** Group commit (`synchronous: "full"`): commits made, commits known on disk, the WAL's fd. */
+  private readonly groupSync: boolean;
+  private commits = 0;
+  private syncedCommits = 0;
+  private syncing = false;
+  private walFd: number | undefined;
+  private durableWaiters: { upTo: number; fn: (err: StoreError | undefined) => void }[] = [];
 
   /** Opens (creating if needed) and migrates the database. Throws StoreError. */
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
     this.file = options.file;
     this.sidecar = options.seqSidecar ?? true;
-    this.synchronous = options.synchronous === "normal" ? "NORMAL" : "FULL";
+    this.groupSync = options.synchronous !== "normal";
     try {
       fs.mkdirSync(path.dirname(path.resolve(options.file)), { recursive: true });
       this.db = new Database(options.file);
@@ -268,7 +280,8 @@ export class SqliteStore implements Store {
     }
     try {
       this.db.pragma("journal_mode = WAL");
-      this.db.pragma(`synchronous = ${this.synchronous}`);
+      // Both settings: "full" is a group commit on top of NORMAL (see the header).
+      this.db.pragma("synchronous = NORMAL");
       this.db.pragma("busy_timeout = 5000");
       this.db.pragma("foreign_keys = ON");
       if (options.integrityCheck) {
@@ -398,6 +411,9 @@ export class SqliteStore implements Store {
     this.settleTally(true);
     const last = out.at(-1);
     if (last) this.seq = last.seq;
+    this.commits++;
+    // Every commit is made durable soon, whether or not someone waits for it.
+    if (this.groupSync) this.startSync();
     return out;
   }
 
@@ -495,14 +511,9 @@ export class SqliteStore implements Store {
     deadLetters: readonly { record: OutboxRecord; reason: string }[] = [],
     stream: "main" | "bypass" = "main",
   ): void {
-    // Not fsynced on its own: a power cut may lose the last cursor moves, so the last batches
-    // are sent again (the receiver de-duplicates on id); the next fsynced commit covers them.
-    this.db.pragma("synchronous = NORMAL");
-    try {
-      this.acknowledgeTx(destination, seq, deadLetters, stream);
-    } finally {
-      this.db.pragma(`synchronous = ${this.synchronous}`);
-    }
+    // Not synced on its own: a power cut may lose the last cursor moves, so the last batches
+    // are sent again (the receiver de-duplicates on id); the next synced commit covers them.
+    this.acknowledgeTx(destination, seq, deadLetters, stream);
   }
 
   private acknowledgeTx(
@@ -803,11 +814,88 @@ export class SqliteStore implements Store {
   }
 
   /** Schema version of the open database (for status and tests). */
+  /** The connection's `PRAGMA synchronous` (1 = NORMAL), for tests and diagnostics. */
+  pragmaSynchronous(): number {
+    return this.db.pragma("synchronous", { simple: true }) as number;
+  }
+
   schemaVersion(): number {
     return this.db.pragma("user_version", { simple: true }) as number;
   }
 
+  afterDurable(fn: (err: StoreError | undefined) => void): void {
+    if (!this.groupSync || this.syncedCommits >= this.commits || !this.db.open) {
+      fn(undefined);
+      return;
+    }
+    this.durableWaiters.push({ upTo: this.commits, fn });
+    this.startSync();
+  }
+
+  /** Opens the WAL for syncing (once; it exists after the first commit) and syncs its folder once. */
+  private wal(): number {
+    if (this.walFd === undefined) {
+      this.walFd = fs.openSync(`${this.file}-wal`, "r+");
+      // The WAL's directory entry must be on disk too for a new file to survive a power cut.
+      const dirFd = fs.openSync(path.dirname(path.resolve(this.file)), "r");
+      try {
+        fs.fsyncSync(dirFd);
+      } finally {
+        fs.closeSync(dirFd);
+      }
+    }
+    return this.walFd;
+  }
+
+  /** Starts one fdatasync of the WAL if none is running and a commit is not yet known durable. */
+  private startSync(): void {
+    if (this.syncing || this.syncedCommits >= this.commits || !this.db.open) return;
+    const upTo = this.commits;
+    let fd: number;
+    try {
+      fd = this.wal();
+    } catch (err) {
+      this.settleWaiters(upTo, wrap("sync", err));
+      return;
+    }
+    this.syncing = true;
+    fs.fdatasync(fd, (err) => {
+      this.syncing = false;
+      if (!this.db.open) {
+        this.closeWal();
+        return;
+      }
+      if (err) this.settleWaiters(upTo, wrap("sync", err));
+      else {
+        this.syncedCommits = Math.max(this.syncedCommits, upTo);
+        this.settleWaiters(upTo, undefined);
+      }
+      this.startSync();
+    });
+  }
+
+  /** Calls back, in order, every waiter whose commits the sync up to `upTo` covered. */
+  private settleWaiters(upTo: number, err: StoreError | undefined): void {
+    let n = 0;
+    while (n < this.durableWaiters.length && (this.durableWaiters[n]?.upTo ?? Infinity) <= upTo) n++;
+    for (const w of this.durableWaiters.splice(0, n)) w.fn(err);
+  }
+
+  private closeWal(): void {
+    if (this.walFd === undefined || this.syncing) return;
+    try {
+      fs.closeSync(this.walFd);
+    } catch {
+      // already gone; nothing to release
+    }
+    this.walFd = undefined;
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
+    // Closing the last connection checkpointed the WAL into the database and synced it.
+    this.syncedCommits = this.commits;
+    this.settleWaiters(Infinity, undefined);
+    this.closeWal();
   }
 }

@@ -131,6 +131,13 @@ export interface KindUsage {
 
 export interface Store {
   commit(records: readonly NewRecord[], alertStates?: readonly AlertStateRow[]): StoredRecord[];
+  /**
+   * Calls `fn` once every commit made before this call is as durable as the store promises
+   * (SQLite `synchronous: "full"`: on disk; otherwise at once, synchronously). Callbacks run in
+   * the order of the calls; `err` when the sync failed (the records are committed but may not
+   * survive a power cut). Closing the store calls every waiting callback. `fn` must not throw.
+   */
+  afterDurable(fn: (err: Error | undefined) => void): void;
   alertStates(): AlertStateRow[];
   readAfter(seq: number, limit: number): StoredRecord[];
   /** Records with seq > `seq`, in seq order, at most `limit`; only of `kind` when given. */

@@ -73,6 +73,33 @@ function storeContract(name: string, build: () => Built): void {
       expect(store.alertStates()).toEqual([]);
     });
 
+    it("afterDurable calls back once per call, in call order, after the commits before it", async () => {
+      const { store } = make();
+      const order: string[] = [];
+      const calls: Promise<void>[] = [];
+      const wait = (label: string): void => {
+        calls.push(
+          new Promise<void>((resolve, reject) =>
+            store.afterDurable((err) => {
+              if (err) reject(err);
+              order.push(label);
+              resolve();
+            }),
+          ),
+        );
+      };
+      wait("nothing committed");
+      store.commit([rec("prediction", 1)]);
+      wait("after 1");
+      store.commit([rec("prediction", 2)]);
+      store.commit([rec("alert", 3)]);
+      wait("after 3");
+      wait("again");
+      await Promise.all(calls);
+      expect(order).toEqual(["nothing committed", "after 1", "after 3", "again"]);
+      expect(store.readAfter(0, 10).map((r) => r.seq)).toEqual([1, 2, 3]);
+    });
+
     it("commit assigns seq 1, 2, 3… across calls and unique UUIDv7 ids, and returns the records", () => {
       const { store } = make();
       const first = store.commit([rec("prediction", 1), rec("alert", 2)]);
@@ -588,6 +615,50 @@ describe("SqliteStore (durable)", () => {
     const again = openStore(file);
     expect(again.schemaVersion()).toBe(SCHEMA_VERSION);
     expect(again.commit([rec("prediction", 1)])[0]?.seq).toBe(1);
+  });
+
+  it("synchronous full is a group commit: NORMAL on the connection, callbacks only after the WAL sync, close settles waiters", async () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const store = openStore(file);
+    expect(store.pragmaSynchronous()).toBe(1); // NORMAL: no fsync on the main thread
+    store.commit([rec("prediction", 1)]);
+    let called = false;
+    store.afterDurable(() => (called = true));
+    // The sync runs on the thread pool: never called back within the call.
+    expect(called).toBe(false);
+    await new Promise<void>((resolve) => store.afterDurable(() => resolve()));
+    expect(called).toBe(true);
+    expect(fs.existsSync(`${file}-wal`)).toBe(true);
+
+    // Many commits while a sync runs share the next sync; callbacks keep their order.
+    const order: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      store.commit([rec("prediction", 10 + i)]);
+      store.afterDurable(() => order.push(i));
+    }
+    await new Promise<void>((resolve) => store.afterDurable(() => resolve()));
+    expect(order).toEqual(Array.from({ length: 50 }, (_, i) => i));
+
+    // Closing makes everything durable (checkpoint) and calls every waiter.
+    store.commit([rec("alert", 99)]);
+    let settled: unknown = "no";
+    store.afterDurable((err) => (settled = err));
+    store.close();
+    expect(settled).toBeUndefined();
+    const reopened = openStore(file);
+    expect(reopened.lastSeq()).toBe(52);
+  });
+
+  it("synchronous normal calls afterDurable back at once (no sync promised)", () => {
+    const store = new SqliteStore({
+      file: path.join(tempDir("vigil-store-"), "vigil.db"),
+      synchronous: "normal",
+    });
+    opened.push(store);
+    store.commit([rec("prediction", 1)]);
+    let called = false;
+    store.afterDurable(() => (called = true));
+    expect(called).toBe(true);
   });
 
   it("migration 3 replaces the (kind, seq) index with partial indexes for alerts and events, keeping every record", () => {
