@@ -15,7 +15,7 @@
  *
  * Options: --assets N (1000), --signals S per row (14), --reps N flood pairs (3),
  * --flood-rows N (50), --paced-rows N (10), --brokers aedes,mosquitto, --no-nodered,
- * --nodered-flood-rows N (20), --profile, --synchronous full|normal, --workers auto|N,
+ * --nodered-flood-rows N (20), --profile, --synchronous full|normal, --in-process true|false, --workers auto|N,
  * --max-delay-ms N (Vigil's inference.maxDelayMs; default: Vigil's default),
  * --gateway-node-options "FLAGS" (NODE_OPTIONS of the gateway's process, e.g. V8 heap limits).
  */
@@ -58,6 +58,7 @@ const { values: args } = parseArgs({
     "nodered-flood-rows": { type: "string", default: "20" },
     profile: { type: "boolean", default: false },
     synchronous: { type: "string", default: "full" },
+    "in-process": { type: "string", default: "true" },
     workers: { type: "string", default: "auto" },
     "max-delay-ms": { type: "string" },
     "gateway-node-options": { type: "string", default: "" },
@@ -77,6 +78,8 @@ const FLOOD_ROWS = positiveInt("flood-rows", args["flood-rows"]);
 const PACED_ROWS = positiveInt("paced-rows", args["paced-rows"]);
 const NODERED_FLOOD_ROWS = positiveInt("nodered-flood-rows", args["nodered-flood-rows"]);
 const SYNCHRONOUS = args.synchronous === "normal" ? "normal" : "full";
+/** mqtt.embeddedBroker.inProcess: the gateway on its embedded aedes without a socket (default). */
+const IN_PROCESS = args["in-process"] !== "false";
 const WORKERS = args.workers === "auto" ? "auto" : Number(args.workers);
 const BROKERS = (args.brokers ?? "").split(",").filter((b) => b === "aedes" || b === "mosquitto");
 /** Rows of the warm-up runs: the first window of every asset closes at row 10. */
@@ -143,6 +146,7 @@ function vigilOverrides(dataDir: string, brokerUrl: string | undefined): Record<
           "mqtt.embeddedBroker.enabled": true,
           "mqtt.embeddedBroker.host": "127.0.0.1",
           "mqtt.embeddedBroker.port": 0,
+          "mqtt.embeddedBroker.inProcess": IN_PROCESS,
         }),
     "http.host": "127.0.0.1",
     "http.port": 0,
@@ -459,6 +463,7 @@ async function main(): Promise<void> {
         floodReps: REPS,
         inflight: INFLIGHT,
         storeSynchronous: SYNCHRONOUS,
+        inProcess: IN_PROCESS,
         workers: WORKERS,
         gatewayNodeOptions: args["gateway-node-options"],
       },

@@ -35,7 +35,7 @@ import { inferenceSetup, type InferenceSetup } from "./inference/setup.js";
 import { ModelRegistry } from "./models/registry.js";
 import { MqttCommandSource } from "./models/ota/commands.js";
 import { ModelUpdater, updaterConfig, type OtaStatus } from "./models/ota/updater.js";
-import type { StatusPayload } from "./output/payloads.js";
+import { recordPayload, type StatusPayload } from "./output/payloads.js";
 import { gatewayTopics, type GatewayTopics } from "./output/topics.js";
 import { Pipeline, type PipelineStats } from "./pipeline/pipeline.js";
 import type { RecordSink } from "./pipeline/runner.js";
@@ -80,7 +80,7 @@ class MqttRecordSink implements RecordSink {
       if (r.asset === null || r.kind === "event") continue;
       const topic = r.kind === "alert" ? this.topics.alert(r.asset) : this.topics.prediction(r.asset);
       const qos = r.kind === "alert" ? this.qos.alerts : this.qos.predictions;
-      const payload = JSON.stringify({ ...r.data, id: r.id, seq: r.seq });
+      const payload = recordPayload(r);
       this.connection.publish(topic, payload, { qos }).then(
         () => {
           this.counters.published++;
@@ -238,6 +238,7 @@ export class Gateway {
           retain: true,
           qos: 1,
         },
+        ...(this.broker && c.mqtt.embeddedBroker.inProcess ? { local: this.broker.localBus() } : {}),
       },
       (topic, payload) => {
         if (this.commands?.deliver(topic, payload)) return;
@@ -399,6 +400,11 @@ export class Gateway {
 
   pipelineStats(): PipelineStats | undefined {
     return this.pipeline?.stats();
+  }
+
+  /** MQTT payloads the pipeline has received (cheap; `pipelineStats()` walks every asset). */
+  payloadsReceived(): number {
+    return this.pipeline?.payloadsReceived ?? 0;
   }
 
   readiness(): Readiness {

@@ -6,6 +6,7 @@
  * profileStart, profileStop, stop. Loopback only; ports chosen by the OS.
  */
 
+import fs from "node:fs";
 import { Session } from "node:inspector/promises";
 import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
@@ -68,7 +69,7 @@ serve({
   stats,
   /** Only the pipeline's payload counter: cheap enough to poll every 25 ms during a run. */
   payloads(): number {
-    return gateway?.pipelineStats()?.payloads ?? 0;
+    return gateway?.payloadsReceived() ?? 0;
   },
   async settle(): Promise<void> {
     await gateway?.settle();
@@ -91,6 +92,9 @@ serve({
     const { profile } = await inspector.post("Profiler.stop");
     inspector.disconnect();
     inspector = undefined;
+    // The raw profile too, for a closer look (Chrome DevTools, or any .cpuprofile reader).
+    const out = process.env.VIGIL_BENCH_PROFILE_OUT;
+    if (out) fs.writeFileSync(out, JSON.stringify(profile));
     return summariseProfile(profile);
   },
   async stop(): Promise<{ stopMs: number; final: GatewayStats; status: Record<string, unknown> }> {

@@ -7,14 +7,34 @@
  * username and password are configured, and when they are, every client must present them
  * (compared in constant time). `stop()` closes clients, the server and the broker, and never
  * throws.
+ *
+ * `localBus()` lets the gateway in the same process subscribe and publish without a socket:
+ * messages go through the broker's own router (retained messages stored, QoS 1/2 queued for
+ * offline persistent sessions, exactly as for a network client), but no TCP hop, MQTT encoding
+ * or parsing, and no per-message socket write on our side. Authentication and authorisation
+ * hooks are not asked: the gateway is the broker's owner. Local publishes leave in call order:
+ * aedes numbers each packet when it is published and a subscriber drops a packet numbered
+ * below one it already got (its de-duplication of overlapping subscriptions), while a QoS 1/2
+ * publish reaches subscribers some microtasks later than a QoS 0 one; so a publish waits while
+ * a QoS 1/2 publish before it is in progress (QoS 0 ones never wait for each other).
  */
 
 import { timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import { Aedes, type AuthenticateError } from "aedes";
 import { VigilError, errorMessage } from "../errors.js";
+import type { LocalBus } from "../ingest/mqtt-client.js";
 import type { Logger } from "../system/logger.js";
 import { isLoopback } from "../system/net.js";
+
+interface LocalPublish {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -100,11 +120,86 @@ export class EmbeddedBroker {
     return this.bound;
   }
 
+  /** Local publishes waiting behind a QoS 1/2 one in progress (see the header). */
+  private readonly localQueue: LocalPublish[] = [];
+  private localBlocked = false;
+
+  private dispatchLocal(): void {
+    while (!this.localBlocked && this.localQueue.length > 0) {
+      const p = this.localQueue.shift() as LocalPublish;
+      const broker = this.broker;
+      if (!broker) {
+        p.reject(new VigilError("BROKER_STOPPED", "embedded broker not running", { retriable: true }));
+        continue;
+      }
+      if (p.qos > 0) this.localBlocked = true;
+      broker.publish(
+        { cmd: "publish", topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: false },
+        (err?: Error) => {
+          if (p.qos > 0) {
+            this.localBlocked = false;
+            queueMicrotask(() => this.dispatchLocal());
+          }
+          if (err) p.reject(err);
+          else p.resolve();
+        },
+      );
+    }
+  }
+
+  /** In-process subscribe and publish through this broker (see the header). */
+  localBus(): LocalBus {
+    return {
+      subscribe: (filter, onMessage) =>
+        new Promise((resolve, reject) => {
+          const broker = this.broker;
+          if (!broker) {
+            reject(new VigilError("BROKER_STOPPED", "embedded broker not running", { retriable: true }));
+            return;
+          }
+          const deliver = (packet: { topic: string; payload: Buffer | string }, done: () => void): void => {
+            try {
+              onMessage(
+                packet.topic,
+                Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
+              );
+            } finally {
+              done();
+            }
+          };
+          broker.subscribe(filter, deliver, () =>
+            resolve(
+              () =>
+                new Promise<void>((done) => {
+                  if (this.broker !== broker) done();
+                  else broker.unsubscribe(filter, deliver, () => done());
+                }),
+            ),
+          );
+        }),
+      publish: (topic, payload, options) =>
+        new Promise<void>((resolve, reject) => {
+          this.localQueue.push({
+            topic,
+            payload: typeof payload === "string" ? Buffer.from(payload) : payload,
+            qos: options.qos,
+            retain: options.retain ?? false,
+            resolve,
+            reject,
+          });
+          this.dispatchLocal();
+        }),
+    };
+  }
+
   async stop(): Promise<void> {
     const server = this.server;
     const broker = this.broker;
     this.server = undefined;
     this.broker = undefined;
+    this.localBlocked = false;
+    for (const p of this.localQueue.splice(0))
+      p.reject(new VigilError("BROKER_STOPPED", "embedded broker stopped", { retriable: true }));
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
     if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
   }

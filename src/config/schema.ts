@@ -123,6 +123,11 @@ export const schema = {
       username: leaf("Username clients must present to the embedded broker.", String, ""),
       password: secret("Password clients must present to the embedded broker."),
       passwordFile: secretFile("the embedded broker password"),
+      inProcess: leaf(
+        "The agent's own subscriptions and publishes on the embedded broker go through it in-process (no TCP hop, MQTT encoding or parsing per message; the same topics, retained and QoS semantics for every other client). `false`: the agent connects over TCP like any other client.",
+        Boolean,
+        true,
+      ),
     },
   },
   ingest: {

@@ -46,6 +46,7 @@ export interface VigilConfig {
       username: string;
       password: string;
       passwordFile: string;
+      inProcess: boolean;
     };
   };
   ingest: {

@@ -9,6 +9,11 @@
  * keeps everything; an unbounded memory queue would not), QoS 1/2 ones are. `stop()` sends
  * an optional last message, then disconnects cleanly, and never throws.
  * A message handler that throws is caught and logged; it never reaches the client.
+ *
+ * With a `local` bus (the embedded broker in this process, `EmbeddedBroker.localBus()`), the
+ * subscriptions and publishes go through it in-process instead of over the socket: the same
+ * broker, the same topics, retained and QoS semantics, without a TCP hop or MQTT encoding per
+ * message. The TCP client still connects (connection state, readiness, the will).
  */
 
 import fs from "node:fs";
@@ -33,6 +38,8 @@ export interface MqttConnectionOptions {
     servername?: string;
   };
   will?: { topic: string; payload: string; retain: boolean; qos: 0 | 1 | 2 };
+  /** Subscribe and publish in-process through this bus (see the header). */
+  local?: LocalBus;
 }
 
 export interface Subscription {
@@ -41,6 +48,14 @@ export interface Subscription {
 }
 
 export type MessageHandler = (topic: string, payload: Buffer) => void;
+
+/** A broker in this process: subscribe and publish without a socket. */
+export interface LocalBus {
+  /** Resolves once subscribed, with the function that unsubscribes. */
+  subscribe(filter: string, onMessage: MessageHandler): Promise<() => Promise<void>>;
+  /** Resolves once the broker has routed it (stored when retained). */
+  publish(topic: string, payload: string | Buffer, options: { qos: 0 | 1 | 2; retain?: boolean }): Promise<void>;
+}
 
 export interface ConnectionState {
   connected: boolean;
@@ -79,6 +94,8 @@ export class MqttConnection {
   private state: ConnectionState = { connected: false, connects: 0 };
   private readonly connectListeners: (() => void)[] = [];
   private readonly subscriptions: Subscription[] = [];
+  /** In-process subscriptions by filter (with `options.local`): the unsubscribe, once made. */
+  private readonly localSubs = new Map<string, Promise<(() => Promise<void>) | undefined>>();
   private stopping = false;
 
   constructor(
@@ -155,14 +172,16 @@ export class MqttConnection {
       this.state.lastError = errorMessage(err);
       this.log.warn({ url: safeUrl(o.url), err: errorMessage(err) }, "broker connection error");
     });
-    client.on("message", (topic, payload) => {
-      try {
-        this.onMessage(topic, payload);
-      } catch (err) {
-        this.log.error({ err, topic }, "message handler failed; message dropped");
-      }
-    });
+    client.on("message", this.deliver);
   }
+
+  private readonly deliver = (topic: string, payload: Buffer): void => {
+    try {
+      this.onMessage(topic, payload);
+    } catch (err) {
+      this.log.error({ err, topic }, "message handler failed; message dropped");
+    }
+  };
 
   /** Called on every (re)connection, after subscriptions are renewed. */
   onConnect(listener: () => void): void {
@@ -180,12 +199,28 @@ export class MqttConnection {
   }
 
   private renewSubscriptions(): void {
+    if (this.options.local) return; // in-process subscriptions do not drop with the socket
     // mqtt.js resubscribes by itself only for subscriptions acknowledged before the loss;
     // sending ours again is harmless (SUBSCRIBE is idempotent) and covers the rest.
     this.sendSubscribe(this.subscriptions);
   }
 
   private sendSubscribe(subs: readonly Subscription[]): void {
+    const local = this.options.local;
+    if (local) {
+      for (const { filter } of subs) {
+        if (this.localSubs.has(filter)) continue;
+        this.localSubs.set(
+          filter,
+          local.subscribe(filter, this.deliver).catch((err: unknown) => {
+            this.log.error({ filter, err: errorMessage(err) }, "in-process subscribe failed");
+            this.localSubs.delete(filter);
+            return undefined;
+          }),
+        );
+      }
+      return;
+    }
     const client = this.client;
     if (!client || subs.length === 0) return;
     const map: Record<string, { qos: 0 | 1 }> = {};
@@ -207,6 +242,14 @@ export class MqttConnection {
     const client = this.client;
     const filters = this.subscriptions.map((s) => s.filter);
     this.subscriptions.length = 0;
+    if (this.options.local) {
+      const pending = [...this.localSubs.values()];
+      this.localSubs.clear();
+      return withTimeout(
+        Promise.all(pending.map((p) => p.then((unsubscribe) => unsubscribe?.()))).then(() => undefined),
+        timeoutMs,
+      ).then(() => undefined);
+    }
     if (!client || filters.length === 0 || !client.connected) return Promise.resolve();
     return withTimeout(
       new Promise<void>((resolve) => {
@@ -223,6 +266,7 @@ export class MqttConnection {
   ): Promise<void> {
     const client = this.client;
     if (!client) return Promise.reject(new Error("MQTT connection not started"));
+    if (this.options.local) return this.options.local.publish(topic, payload, options);
     return new Promise((resolve, reject) => {
       client.publish(topic, payload, { qos: options.qos, retain: options.retain ?? false }, (err) => {
         if (err) reject(err);
@@ -236,7 +280,7 @@ export class MqttConnection {
     const client = this.client;
     if (!client) return;
     this.stopping = true;
-    if (last && client.connected) {
+    if (last && (client.connected || this.options.local)) {
       await this.publish(last.topic, last.payload, { qos: last.qos, retain: last.retain }).catch(
         () => undefined,
       );

@@ -3,6 +3,19 @@
  */
 
 import type { OutputValue } from "../models/package.js";
+import type { StoredRecord } from "../store/types.js";
+
+/**
+ * The published JSON of a committed record: its body with `id` and `seq` appended. Reuses the
+ * text the store serialised (one JSON.stringify per record, not two); the same bytes as
+ * `JSON.stringify({ ...data, id, seq })`.
+ */
+export function recordPayload(r: StoredRecord): string {
+  const json = r.dataJson;
+  if (json !== undefined && json.length > 2 && json.endsWith("}"))
+    return `${json.slice(0, -1)},"id":${JSON.stringify(r.id)},"seq":${r.seq}}`;
+  return JSON.stringify({ ...r.data, id: r.id, seq: r.seq });
+}
 
 export interface PredictionPayload {
   gatewayId: string;

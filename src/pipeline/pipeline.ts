@@ -546,6 +546,12 @@ export class Pipeline {
     );
   }
 
+  /** Payloads received so far: the one counter of `stats()` that costs nothing to read. */
+  get payloadsReceived(): number {
+    return this.payloads;
+  }
+
+  /** Counters of everything; walks every asset's windows (poll it, don't spin on it). */
   stats(): PipelineStats {
     const windows = addWindowStats(newWindowStats(), this.retiredWindowStats);
     for (const st of this.assets.values()) {

@@ -323,7 +323,7 @@ export class SqliteStore implements Store {
         const json = JSON.stringify(r.data);
         const info = this.insertRecord.run(id, r.kind, r.asset, Math.round(r.tsMs), now, json);
         this.pendingBytes.push([r.kind, Buffer.byteLength(json)]);
-        out.push({ ...r, id, seq: Number(info.lastInsertRowid), createdMs: now });
+        out.push({ ...r, id, seq: Number(info.lastInsertRowid), createdMs: now, dataJson: json });
       }
       for (const s of states) this.upsertState.run(s.asset, s.model, s.rule, JSON.stringify(s.state), now);
       return out;
@@ -441,6 +441,7 @@ export class SqliteStore implements Store {
       tsMs: r.tsMs,
       createdMs: r.createdMs,
       data: JSON.parse(r.dataJson) as Record<string, unknown>,
+      dataJson: r.dataJson,
     }));
   }
 

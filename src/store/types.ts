@@ -44,6 +44,8 @@ export interface StoredRecord extends NewRecord {
   seq: number;
   /** When the store committed it, epoch ms. */
   createdMs: number;
+  /** `data` as the JSON text the store wrote, when it serialised it (publishing reuses it). */
+  dataJson?: string;
 }
 
 /** A stored record as the sync path reads it: the body still as the JSON text it was stored as. */
