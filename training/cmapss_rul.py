@@ -8,15 +8,22 @@ same bytes). Reads only the three FD001 files; writes `models/turbofan-rul/<vers
 (manifest.json, model.onnx) and prints the metrics that go into the model card. Never
 writes any data row into the repository.
 
-Set-up (the usual one for FD001, so that the numbers compare with the literature):
+Set-up (the usual one for FD001, so that the numbers compare with the literature, plus the
+engine's age):
 - input: a count window of the last 30 cycles of the 14 informative sensors (s1, s5, s6,
-  s10, s16, s18, s19 are constant in FD001 and carry nothing); z-score with the mean and
-  population std of the whole training set (one operating condition, so one normalisation);
+  s10, s16, s18, s19 are constant in FD001 and carry nothing) and, by default
+  (`--age-feature channel`), the `cycle` column as a 15th signal: the engine's age in operating
+  cycles since its record began (a new engine in FD001); z-score with the mean and population
+  std of the whole training set (one operating condition, so one normalisation);
 - target: piecewise-linear RUL, min(cycles to failure, 125);
-- model: an ensemble of small 1-D CNNs, one per fold of a 5-fold split of the 100 training
-  engines (each early-stopped on its held-out engines), averaged inside one ONNX graph;
+- model: an ensemble of small MLPs (`--arch`, default `mlp:h=32,drop=0.1`), three seeds per fold
+  of a 5-fold split of the 100 training engines (each early-stopped on its held-out engines),
+  averaged inside one ONNX graph;
 - evaluation: the last window of each test engine against RUL_FD001.txt (RMSE and the PHM08
   score), against the true RUL as given and against it capped at 125 (the literature's habit).
+
+The defaults are the shipped package's configuration (turbofan-rul 2.0.0); `--age-feature off
+--version 1.0.0` trains 1.0.0's model again (14 sensors, the same model.onnx bytes).
 """
 
 from __future__ import annotations
@@ -48,10 +55,11 @@ from common import (  # noqa: E402
 
 COLUMNS = ["unit", "cycle", "op1", "op2", "op3"] + [f"s{i}" for i in range(1, 22)]
 SENSORS = ["s2", "s3", "s4", "s7", "s8", "s9", "s11", "s12", "s13", "s14", "s15", "s17", "s20", "s21"]
-# --age-feature (off by default): the engine's age, the `cycle` column (operating cycle number since the
-# engine's record began), as one more input signal after the sensors, z-scored with the training mean
-# and std like them. "channel": the MLP sees all 30 values; "last": the MLP sees only the window's last
-# cycle number (the input tensor is still [batch, 30, 15], so the gateway's preprocessing is the same).
+# --age-feature (default "channel", the shipped 2.0.0): the engine's age, the `cycle` column (operating
+# cycle number since the engine's record began), as one more input signal after the sensors, z-scored
+# with the training mean and std like them. "channel": the MLP sees all 30 values; "last": the MLP sees
+# only the window's last cycle number (the input tensor is still [batch, 30, 15], so the gateway's
+# preprocessing is the same); "off": the 14 sensors only (1.0.0).
 AGE = "cycle"
 WINDOW = 30
 CAP = 125.0
@@ -380,7 +388,7 @@ ALERTS = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="folder with the FD001 files (default: $VIGIL_DATA_DIR/cmapss or ../shared/data/cmapss)")
-    ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--version", default="2.0.0")
     ap.add_argument("--out", type=Path, default=None, help="package folder (default models/turbofan-rul/<version>)")
     ap.add_argument("--arch", default="mlp:h=32,drop=0.1")
     ap.add_argument("--folds", type=int, default=5)
@@ -393,9 +401,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seed", type=int, default=2008)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--age-feature", choices=["off", "channel", "last"], default="off",
+    ap.add_argument("--age-feature", choices=["off", "channel", "last"], default="channel",
                     help="add the engine's age (the `cycle` column, z-scored) as input signal 15: all 30 values "
-                    "(channel) or only the window's last one (last); off (default) is the 14 sensors only")
+                    "(channel, the default and the shipped 2.0.0) or only the window's last one (last); "
+                    "off is the 14 sensors only (1.0.0)")
     ap.add_argument("--cv-only", action="store_true", help="report cross-validation only; do not look at the test set or write a package")
     args = ap.parse_args()
 
@@ -497,8 +506,9 @@ def main() -> None:
         "version": args.version,
         "task": "regression",
         "description": (
-            "Remaining useful life (cycles, capped at 125) of a turbofan engine from its last 30 cycles, "
-            "trained on NASA C-MAPSS FD001 (one operating condition, HPC degradation). "
+            "Remaining useful life (cycles, capped at 125) of a turbofan engine from its last 30 cycles"
+            + (" and its age (`cycle`: operating cycles since new)" if AGE in signals else "")
+            + ", trained on NASA C-MAPSS FD001 (one operating condition, HPC degradation). "
             "Model card: models/turbofan-rul/README.md."
         ),
         "input": {
@@ -527,8 +537,7 @@ def main() -> None:
         "training": {
             "script": "training/cmapss_rul.py",
             "data": data_fingerprint(files),
-            "options": {k: getattr(args, k.replace("-", "_")) for k in ["arch", "folds", "seeds_per_fold", "epochs", "patience", "lr", "weight_decay", "noise", "batch", "seed", "threads"]
-                        + (["age_feature"] if args.age_feature != "off" else [])},
+            "options": {k: getattr(args, k.replace("-", "_")) for k in ["arch", "folds", "seeds_per_fold", "epochs", "patience", "lr", "weight_decay", "noise", "batch", "seed", "threads", "age_feature"]},
             "members": member_log,
             "crossValidation": cv,
             "alertsOutOfFold": alerts,
