@@ -515,7 +515,8 @@ function timeNtcPrevious(): PackageSpec {
 
 /**
  * cmapss-rul-standin: the shape of the real turbofan-rul package (count window of 30 cycles,
- * 14 informative C-MAPSS sensors, z-score, NTC, output `rul`) with a model small enough to
+ * 14 informative C-MAPSS sensors, z-score, NTC, output `rul`; without 2.0.0's age input
+ * `cycle`, whose publication the replay tests check on their own) with a model small enough to
  * write here: rul = b + Σ_j a_j · mean_t z_{t,j}, a ridge regression on window means fitted to
  * engines of the demo's turbofan generator (src/demo/turbofan.ts, its parameters fitted to
  * FD001; no data row is read here), target min(RUL, 125). It exists so that `vigil batch`,

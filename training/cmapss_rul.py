@@ -8,15 +8,22 @@ same bytes). Reads only the three FD001 files; writes `models/turbofan-rul/<vers
 (manifest.json, model.onnx) and prints the metrics that go into the model card. Never
 writes any data row into the repository.
 
-Set-up (the usual one for FD001, so that the numbers compare with the literature):
+Set-up (the usual one for FD001, so that the numbers compare with the literature, plus the
+engine's age):
 - input: a count window of the last 30 cycles of the 14 informative sensors (s1, s5, s6,
-  s10, s16, s18, s19 are constant in FD001 and carry nothing); z-score with the mean and
-  population std of the whole training set (one operating condition, so one normalisation);
+  s10, s16, s18, s19 are constant in FD001 and carry nothing) and, by default
+  (`--age-feature channel`), the `cycle` column as a 15th signal: the engine's age in operating
+  cycles since its record began (a new engine in FD001); z-score with the mean and population
+  std of the whole training set (one operating condition, so one normalisation);
 - target: piecewise-linear RUL, min(cycles to failure, 125);
-- model: an ensemble of small 1-D CNNs, one per fold of a 5-fold split of the 100 training
-  engines (each early-stopped on its held-out engines), averaged inside one ONNX graph;
+- model: an ensemble of small MLPs (`--arch`, default `mlp:h=32,drop=0.1`), three seeds per fold
+  of a 5-fold split of the 100 training engines (each early-stopped on its held-out engines),
+  averaged inside one ONNX graph;
 - evaluation: the last window of each test engine against RUL_FD001.txt (RMSE and the PHM08
   score), against the true RUL as given and against it capped at 125 (the literature's habit).
+
+The defaults are the shipped package's configuration (turbofan-rul 2.0.0); `--age-feature off
+--version 1.0.0` trains 1.0.0's model again (14 sensors, the same model.onnx bytes).
 """
 
 from __future__ import annotations
@@ -48,6 +55,12 @@ from common import (  # noqa: E402
 
 COLUMNS = ["unit", "cycle", "op1", "op2", "op3"] + [f"s{i}" for i in range(1, 22)]
 SENSORS = ["s2", "s3", "s4", "s7", "s8", "s9", "s11", "s12", "s13", "s14", "s15", "s17", "s20", "s21"]
+# --age-feature (default "channel", the shipped 2.0.0): the engine's age, the `cycle` column (operating
+# cycle number since the engine's record began), as one more input signal after the sensors, z-scored
+# with the training mean and std like them. "channel": the MLP sees all 30 values; "last": the MLP sees
+# only the window's last cycle number (the input tensor is still [batch, 30, 15], so the gateway's
+# preprocessing is the same); "off": the 14 sensors only (1.0.0).
+AGE = "cycle"
 WINDOW = 30
 CAP = 125.0
 NAME = "turbofan-rul"
@@ -70,12 +83,12 @@ def read_cmapss(path: Path) -> np.ndarray:
 @dataclass
 class Engine:
     unit: int
-    x: np.ndarray  # [cycles, len(SENSORS)] raw float64
+    x: np.ndarray  # [cycles, len(signals)] raw float64 (SENSORS, then AGE with --age-feature)
     rul: np.ndarray  # [cycles] true cycles to failure (training engines only)
 
 
-def engines_of(arr: np.ndarray, final_rul: dict[int, float] | None = None) -> list[Engine]:
-    cols = [COLUMNS.index(s) for s in SENSORS]
+def engines_of(arr: np.ndarray, final_rul: dict[int, float] | None = None, signals: list[str] = SENSORS) -> list[Engine]:
+    cols = [COLUMNS.index(s) for s in signals]
     out = []
     for unit in np.unique(arr[:, 0]).astype(int):
         rows = arr[arr[:, 0] == unit]
@@ -169,11 +182,16 @@ class Dcnn(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, channels: int, hidden: int, dropout: float):
+    """Flatten the window, two ReLU layers, one output. With age_last, the last input channel (age) is
+    read only at the window's last step: inputs (channels − 1) × WINDOW + 1."""
+
+    def __init__(self, channels: int, hidden: int, dropout: float, age_last: bool = False):
         super().__init__()
+        self.age_last = age_last
+        inputs = (channels - 1) * WINDOW + 1 if age_last else channels * WINDOW
         self.net = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(channels * WINDOW, hidden),
+            nn.Linear(inputs, hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, hidden // 2),
@@ -182,12 +200,16 @@ class Mlp(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.age_last:
+            x = torch.cat([x[:, :, :-1].flatten(1), x[:, -1, -1:]], dim=1)
         return self.net(x)
 
 
-def build(arch: str, channels: int) -> nn.Module:
+def build(arch: str, channels: int, age_last: bool = False) -> nn.Module:
     kind, _, rest = arch.partition(":")
     opts = {k: float(v) for k, v in (p.split("=") for p in rest.split(",") if p)}
+    if age_last and kind != "mlp":
+        raise SystemExit("--age-feature last is implemented for --arch mlp only")
     if kind == "cnn":
         return Cnn(
             channels,
@@ -206,7 +228,7 @@ def build(arch: str, channels: int) -> nn.Module:
             opts.get("drop", 0.5),
         )
     if kind == "mlp":
-        return Mlp(channels, int(opts.get("h", 128)), opts.get("drop", 0.3))
+        return Mlp(channels, int(opts.get("h", 128)), opts.get("drop", 0.3), age_last)
     raise SystemExit(f"unknown --arch {arch}")
 
 
@@ -239,6 +261,7 @@ class Options:
     noise: float
     batch: int
     seed: int
+    age_feature: str = "off"
 
 
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
@@ -253,7 +276,7 @@ def train_member(
     """Adam on MSE of RUL/125, cosine learning rate, early stopping on the held-out engines' RMSE."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build(opts.arch, xt.shape[2])
+    model = build(opts.arch, xt.shape[2], opts.age_feature == "last")
     opt = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, opts.epochs)
     x_t = torch.from_numpy(xt)
@@ -365,7 +388,7 @@ ALERTS = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="folder with the FD001 files (default: $VIGIL_DATA_DIR/cmapss or ../shared/data/cmapss)")
-    ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--version", default="2.0.0")
     ap.add_argument("--out", type=Path, default=None, help="package folder (default models/turbofan-rul/<version>)")
     ap.add_argument("--arch", default="mlp:h=32,drop=0.1")
     ap.add_argument("--folds", type=int, default=5)
@@ -378,6 +401,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seed", type=int, default=2008)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--age-feature", choices=["off", "channel", "last"], default="channel",
+                    help="add the engine's age (the `cycle` column, z-scored) as input signal 15: all 30 values "
+                    "(channel, the default and the shipped 2.0.0) or only the window's last one (last); "
+                    "off is the 14 sensors only (1.0.0)")
     ap.add_argument("--cv-only", action="store_true", help="report cross-validation only; do not look at the test set or write a package")
     args = ap.parse_args()
 
@@ -387,9 +414,11 @@ def main() -> None:
         if not f.is_file():
             raise SystemExit(f"missing {f} (give --data DIR holding the C-MAPSS FD001 files)")
     seed_everything(args.seed, args.threads)
-    opts = Options(args.arch, args.epochs, args.patience, args.lr, args.weight_decay, args.noise, args.batch, args.seed)
+    opts = Options(args.arch, args.epochs, args.patience, args.lr, args.weight_decay, args.noise, args.batch, args.seed,
+                   args.age_feature)
+    signals = SENSORS if args.age_feature == "off" else SENSORS + [AGE]
 
-    train = engines_of(read_cmapss(files[0]))
+    train = engines_of(read_cmapss(files[0]), signals=signals)
     all_x = np.concatenate([e.x for e in train])
     mean = all_x.mean(axis=0)
     std = all_x.std(axis=0)
@@ -439,7 +468,7 @@ def main() -> None:
 
     ensemble = Ensemble(members).eval()
     rul_end = {i + 1: float(v) for i, v in enumerate(np.loadtxt(files[2], dtype=np.float64).ravel())}
-    test = engines_of(read_cmapss(files[1]), rul_end)
+    test = engines_of(read_cmapss(files[1]), rul_end, signals)
     short = [e.unit for e in test if len(e.x) < WINDOW]
     last_x = np.stack([normalise(e.x[-WINDOW:], mean, std) for e in test if len(e.x) >= WINDOW])
     last_true = np.array([e.rul[-1] for e in test if len(e.x) >= WINDOW])
@@ -477,13 +506,14 @@ def main() -> None:
         "version": args.version,
         "task": "regression",
         "description": (
-            "Remaining useful life (cycles, capped at 125) of a turbofan engine from its last 30 cycles, "
-            "trained on NASA C-MAPSS FD001 (one operating condition, HPC degradation). "
+            "Remaining useful life (cycles, capped at 125) of a turbofan engine from its last 30 cycles"
+            + (" and its age (`cycle`: operating cycles since new)" if AGE in signals else "")
+            + ", trained on NASA C-MAPSS FD001 (one operating condition, HPC degradation). "
             "Model card: models/turbofan-rul/README.md."
         ),
         "input": {
             "tensor": "input",
-            "signals": SENSORS,
+            "signals": signals,
             "window": {"type": "count", "size": WINDOW, "hop": 1},
             "features": {"type": "sequence"},
             "normalize": {"type": "zscore", "mean": [float(v) for v in mean], "std": [float(v) for v in std]},
@@ -494,7 +524,7 @@ def main() -> None:
         "selfTest": cases,
         "reference": {
             "about": "raw training readings per signal (100 FD001 engines, every cycle), for drift monitoring",
-            "features": SENSORS,
+            "features": signals,
             "count": int(len(ref_x)),
             "mean": rounded(ref_x.mean(axis=0), 6),
             "std": rounded(ref_x.std(axis=0), 6),
@@ -507,7 +537,7 @@ def main() -> None:
         "training": {
             "script": "training/cmapss_rul.py",
             "data": data_fingerprint(files),
-            "options": {k: getattr(args, k.replace("-", "_")) for k in ["arch", "folds", "seeds_per_fold", "epochs", "patience", "lr", "weight_decay", "noise", "batch", "seed", "threads"]},
+            "options": {k: getattr(args, k.replace("-", "_")) for k in ["arch", "folds", "seeds_per_fold", "epochs", "patience", "lr", "weight_decay", "noise", "batch", "seed", "threads", "age_feature"]},
             "members": member_log,
             "crossValidation": cv,
             "alertsOutOfFold": alerts,

@@ -3,7 +3,8 @@
  * each publishing one row of every signal every `sampleIntervalMs` on `plant/<asset>/row`,
  * `{"ts", "values": {temperature, vibration, pressure, current}}`, like real sensors would;
  * and E turbofan engines (`engine-01`, …) publishing one row per operating cycle every
- * `engineCycleMs`, `{"ts", "values": {op1..op3, s1..s21}}` (the C-MAPSS columns).
+ * `engineCycleMs`, `{"ts", "values": {cycle, op1..op3, s1..s21}}` (the C-MAPSS columns; `cycle`
+ * is the engine's age counter since new, an input of turbofan-rul 2.x).
  *
  * Contract: `start()` connects to the broker, publishes each engine's last
  * `engineHistoryCycles` cycles at once (stamped in the past, as a data logger uploading its

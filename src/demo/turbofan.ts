@@ -11,12 +11,14 @@
  * - An engine lives through successive lives (a run to failure, then an overhaul at once):
  *   life i lasts T_i cycles, T_i ~ lognormal(lifeLogMean, lifeLogSd) within [lifeMin, lifeMax];
  *   life 0 is already `initialWear` × T_0 cycles old at k = 0, so a fleet does not fail in step.
- * - A row carries every C-MAPSS column (op1..op3, s1..s21), each
+ * - A row carries every C-MAPSS column but the unit: `cycle`, the engine's age counter t = 1..T
+ *   (operating cycles since it was new; an overhaul at failure makes it new again, and the
+ *   counter restarts at 1), then op1..op3 and s1..s21, each
  *     mean + offset_i + degradation · e^(−(T − t)/tau) + drift · z_i · (t/T − ½) + noise · ε
- *   rounded to the column's recorded decimals, where t = 1..T is the cycle in the life,
- *   offset_i ~ N(0, offsetSd²) and z_i ~ N(0, 1) are drawn per life, ε per (cycle, column).
- * - `engineTruth` gives what a sensor cannot: the life, its cycle and the true RUL (T − t,
- *   0 at the last cycle before failure, as in the C-MAPSS training files).
+ *   rounded to the column's recorded decimals, where offset_i ~ N(0, offsetSd²) and
+ *   z_i ~ N(0, 1) are drawn per life, ε per (cycle, column).
+ * - `engineTruth` gives what a sensor cannot: the life, its length and the true RUL (T − t,
+ *   0 at the last cycle before failure, as in the C-MAPSS training files), and t again.
  * - The only mutable state is a private memo of life boundaries; it never changes answers.
  */
 
@@ -132,7 +134,7 @@ function roundTo(v: number, decimals: number): number {
   return Math.round(v * f) / f;
 }
 
-/** The row of global cycle `k`: every column's value, named as in the C-MAPSS files. */
+/** The row of global cycle `k`: the age counter and every column's value, named as in the C-MAPSS files. */
 export function engineRow(e: Turbofan, k: number): Record<string, number> {
   const life = lifeAt(e, k);
   const cycle = Math.max(1, k - life.firstK + 1);
@@ -143,7 +145,7 @@ export function engineRow(e: Turbofan, k: number): Record<string, number> {
   // Split k into two 32-bit halves so that far-apart cycles never share a noise draw.
   const lo = k | 0;
   const hi = Math.floor(k / 4294967296);
-  const values: Record<string, number> = {};
+  const values: Record<string, number> = { cycle };
   p.columns.forEach((c, j) => {
     const offset = c.offsetSd * hashNormal(e.seed, SALT.offset + j * 1000, life.index, 1);
     const noise = e.noiseScale * c.noise * hashNormal(e.seed, SALT.noise + j, lo, hi);

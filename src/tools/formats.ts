@@ -4,7 +4,8 @@
  * Contract: both readers return rows `{asset, tsMs, values}` in file order and never throw on
  * a bad line; they count it in `skipped` with the first few reasons.
  * - `cmapss`: NASA C-MAPSS text (space-separated: unit, cycle, op1..op3, s1..s21). Asset
- *   `engine-<unit>`, `tsMs = startMs + cycle × 1000`.
+ *   `engine-<unit>`, `tsMs = startMs + cycle × 1000`; values `cycle` (the engine's age in
+ *   operating cycles, an input of turbofan-rul 2.x), op1..op3 and s1..s21.
  * - `csv`: a header line, then one row per line; `,` or `;` separated (whichever the header
  *   uses more), optional double quotes. An `asset` column names the asset (else `defaultAsset`);
  *   a `ts`, `timestamp`, `time` or `datetime` column gives the time (epoch ms, or ISO-8601;
@@ -54,7 +55,7 @@ export function parseCmapss(text: string, startMs: number): ParseResult {
     const unit = cells[0] as number;
     const cycle = cells[1] as number;
     const values: Record<string, number> = {};
-    for (let c = 2; c < CMAPSS_COLUMNS.length; c++) values[CMAPSS_COLUMNS[c] as string] = cells[c] as number;
+    for (let c = 1; c < CMAPSS_COLUMNS.length; c++) values[CMAPSS_COLUMNS[c] as string] = cells[c] as number;
     result.rows.push({ asset: `engine-${unit}`, tsMs: startMs + cycle * 1000, values });
   });
   return result;

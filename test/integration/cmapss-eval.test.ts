@@ -87,7 +87,8 @@ function syntheticTestSet(
     const engine = createTurbofan(500 + unit, FD001_PARAMS, { initialWear: 0.3 });
     const unitRows: Record<string, number>[] = [];
     for (let c = 1; c <= cycles; c++) {
-      const row = engineRow(engine, c - 1);
+      // The file's cycle column counts from 1 at the start of the record, as in C-MAPSS test files.
+      const row: Record<string, number> = { ...engineRow(engine, c - 1), cycle: c };
       unitRows.push(row);
       const cells = CMAPSS_COLUMNS.slice(2).map((name) => {
         const v = row[name];
@@ -274,7 +275,7 @@ describe("vigil replay --format cmapss", () => {
         const mine = got.filter((m) => m.topic === `plant/engine-${unit}/row`);
         expect(mine.map((m) => m.ts)).toEqual(unitRows.map((_, i) => start + (i + 1) * 1000));
         expect(mine.map((m) => m.values)).toEqual(JSON.parse(JSON.stringify(unitRows))); // -0 travels as 0
-        expect(Object.keys(mine[0]?.values ?? {})).toEqual(CMAPSS_COLUMNS.slice(2));
+        expect(Object.keys(mine[0]?.values ?? {})).toEqual(CMAPSS_COLUMNS.slice(1)); // cycle, op1..s21
       }
     } finally {
       await sub.endAsync();

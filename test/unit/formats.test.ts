@@ -23,7 +23,7 @@ describe("parseCmapss", () => {
     expect([...CMAPSS_COLUMNS]).toEqual(["unit", "cycle", ...SIGNALS]);
   });
 
-  it("reads one row per line: asset engine-<unit>, ts = start + cycle × 1000, 24 named values", () => {
+  it("reads one row per line: asset engine-<unit>, ts = start + cycle × 1000, cycle and 24 named values", () => {
     const text = [
       cmapssLine(1, 1, valuesFor(1, 1)),
       cmapssLine(1, 2, valuesFor(1, 2)),
@@ -40,8 +40,10 @@ describe("parseCmapss", () => {
       ["engine-2", start + 1000],
     ]);
     const first = r.rows[0];
-    expect(Object.keys(first?.values ?? {})).toEqual(SIGNALS);
+    expect(Object.keys(first?.values ?? {})).toEqual(["cycle", ...SIGNALS]);
     SIGNALS.forEach((s, k) => expect(first?.values[s]).toBe(1000 + 1 + k / 100));
+    // The cycle column is also a value: the engine's age, an input of turbofan-rul 2.x.
+    expect(r.rows.map((x) => x.values.cycle)).toEqual([1, 2, 1]);
   });
 
   it("takes C-MAPSS-shaped lines (made-up values: decimals, negatives, integers, CRLF, tabs)", () => {
@@ -53,6 +55,7 @@ describe("parseCmapss", () => {
     const row = r.rows[0];
     expect(row?.asset).toBe("engine-3");
     expect(row?.tsMs).toBe(17_000);
+    expect(row?.values.cycle).toBe(17);
     expect(row?.values.op1).toBe(-0.0012);
     expect(row?.values.op3).toBe(100);
     expect(row?.values.s1).toBe(511.25);
