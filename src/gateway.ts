@@ -284,6 +284,7 @@ export class Gateway {
         bindings: c.models.bindings,
         maxBatch: c.inference.maxBatch,
         maxQueuedWindows: this.inference.maxQueuedWindows,
+        backpressure: this.inference.backpressure,
         batching: this.inference.batching,
         rejectLogIntervalMs: c.log.rejectIntervalMs,
         observer: this.metrics,
@@ -295,6 +296,8 @@ export class Gateway {
       this.log.child({ module: "ingest" }),
     );
     this.connection.onConnect(() => this.publishStatus());
+    const pipeline = this.pipeline;
+    this.connection.setBackpressure(() => pipeline.whenCapacity());
     this.connection.start();
     this.connection.subscribe(this.pipeline.filters());
     if (c.models.ota.enabled) {

@@ -144,6 +144,20 @@ export class Metrics implements BatchObserver {
           value,
         })),
     );
+    readCounter(
+      r,
+      "vigil_ingest_backpressure_pauses_total",
+      "Times ingest paused because more windows waited for inference than inference.backpressureWindows.",
+      [],
+      () => [{ labels: {}, value: stats()?.backpressure.pauses ?? 0 }],
+    );
+    readCounter(
+      r,
+      "vigil_ingest_backpressure_seconds_total",
+      "Time ingest spent paused by backpressure (s).",
+      [],
+      () => [{ labels: {}, value: (stats()?.backpressure.pausedMs ?? 0) / 1000 }],
+    );
     readCounter(r, "vigil_predictions_total", "Predictions committed, by model.", ["model"], () =>
       models().map(([model, c]) => ({ labels: { model }, value: c.predictions })),
     );

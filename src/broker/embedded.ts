@@ -12,7 +12,9 @@
  * messages go through the broker's own router (retained messages stored, QoS 1/2 queued for
  * offline persistent sessions, exactly as for a network client), but no TCP hop, MQTT encoding
  * or parsing, and no per-message socket write on our side. Authentication and authorisation
- * hooks are not asked: the gateway is the broker's owner. Local publishes leave in call order:
+ * hooks are not asked: the gateway is the broker's owner. A subscriber that returns a promise
+ * holds the delivery until it settles (backpressure: aedes then takes no further packet from
+ * that publisher, whose socket fills). Local publishes leave in call order:
  * aedes numbers each packet when it is published and a subscriber drops a packet numbered
  * below one it already got (its de-duplication of overlapping subscriptions), while a QoS 1/2
  * publish reaches subscribers some microtasks later than a QoS 0 one; so a publish waits while
@@ -158,13 +160,16 @@ export class EmbeddedBroker {
             return;
           }
           const deliver = (packet: { topic: string; payload: Buffer | string }, done: () => void): void => {
+            let wait: Promise<void> | undefined;
             try {
-              onMessage(
+              wait = onMessage(
                 packet.topic,
                 Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
               );
             } finally {
-              done();
+              // Held until the gateway has room: aedes takes that publisher's next packet after it.
+              if (wait) void wait.then(done, done);
+              else done();
             }
           };
           broker.subscribe(filter, deliver, () =>

@@ -316,6 +316,16 @@ export const schema = {
       "positive-int",
       100_000,
     ),
+    backpressureWindows: leaf(
+      "Backpressure: with more windows than this waiting for inference (all models together), the agent takes no further message from the broker until they are down to half (the backlog then waits in the broker and the socket buffers, not in the agent's memory, and nothing is dropped); it never waits longer than `backpressureMaxWaitMs` at a time. 0 = never: the agent takes every message and drops by `maxQueuedWindows`.",
+      "nat",
+      2_048,
+    ),
+    backpressureMaxWaitMs: leaf(
+      "Longest one backpressure pause may last (ms); then messages are taken again, so a stalled model can never stop ingest for good.",
+      "positive-int",
+      1_000,
+    ),
     maxQueuedWindowsPerAsset: leaf(
       "Windows of one asset and model waiting for inference, at most; beyond it that asset's oldest waiting window is dropped and counted (`dropped.asset_backlog`): the newest data wins, and one flooding asset cannot take the whole queue from the others. Large enough that a recorded file replayed at full speed (`vigil replay --rate 0`) into a model that keeps up loses nothing.",
       "positive-int",

@@ -92,6 +92,8 @@ export interface VigilConfig {
     maxDelayMs: number;
     maxQueuedWindows: number;
     maxQueuedWindowsPerAsset: number;
+    backpressureWindows: number;
+    backpressureMaxWaitMs: number;
     intraOpThreads: number;
     interOpThreads: number;
     graphOptimizationLevel: "disabled" | "basic" | "extended" | "all";

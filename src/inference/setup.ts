@@ -34,6 +34,7 @@ export interface InferenceSetup {
   sessionOptions: SessionOptions;
   batching: BatchingOptions;
   maxQueuedWindows: number;
+  backpressure: { windows: number; maxWaitMs: number };
 }
 
 export function workerCount(setting: VigilConfig["inference"]["workers"]): number {
@@ -70,5 +71,6 @@ export function inferenceSetup(config: Pick<VigilConfig, "inference" | "dataDir"
       maxInFlight: workers > 0 ? Math.max(2, 4 * workers) : 1,
     },
     maxQueuedWindows: c.maxQueuedWindows,
+    backpressure: { windows: c.backpressureWindows, maxWaitMs: c.backpressureMaxWaitMs },
   };
 }

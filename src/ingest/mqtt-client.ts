@@ -14,6 +14,11 @@
  * subscriptions and publishes go through it in-process instead of over the socket: the same
  * broker, the same topics, retained and QoS semantics, without a TCP hop or MQTT encoding per
  * message. The TCP client still connects (connection state, readiness, the will).
+ *
+ * Backpressure (`setBackpressure`): after each message the check is asked; while the promise
+ * it returns is pending, no further message is taken (mqtt.js `handleMessage`; the local bus
+ * holds the broker's delivery), so a backlog waits in the broker and the socket buffers, not in
+ * this process's memory.
  */
 
 import fs from "node:fs";
@@ -51,10 +56,20 @@ export type MessageHandler = (topic: string, payload: Buffer) => void;
 
 /** A broker in this process: subscribe and publish without a socket. */
 export interface LocalBus {
-  /** Resolves once subscribed, with the function that unsubscribes. */
-  subscribe(filter: string, onMessage: MessageHandler): Promise<() => Promise<void>>;
+  /**
+   * Resolves once subscribed, with the function that unsubscribes. When `onMessage` returns a
+   * promise, the broker takes no further message from that publisher until it settles.
+   */
+  subscribe(
+    filter: string,
+    onMessage: (topic: string, payload: Buffer) => Promise<void> | undefined,
+  ): Promise<() => Promise<void>>;
   /** Resolves once the broker has routed it (stored when retained). */
-  publish(topic: string, payload: string | Buffer, options: { qos: 0 | 1 | 2; retain?: boolean }): Promise<void>;
+  publish(
+    topic: string,
+    payload: string | Buffer,
+    options: { qos: 0 | 1 | 2; retain?: boolean },
+  ): Promise<void>;
 }
 
 export interface ConnectionState {
@@ -97,6 +112,7 @@ export class MqttConnection {
   /** In-process subscriptions by filter (with `options.local`): the unsubscribe, once made. */
   private readonly localSubs = new Map<string, Promise<(() => Promise<void>) | undefined>>();
   private stopping = false;
+  private pressure: (() => Promise<void> | undefined) | undefined;
 
   constructor(
     private readonly options: MqttConnectionOptions,
@@ -144,6 +160,16 @@ export class MqttConnection {
     };
     const client = mqtt.connect(o.url, clientOptions);
     this.client = client;
+    // mqtt.js takes the next incoming PUBLISH only once this calls back: backpressure.
+    client.handleMessage = (_packet, callback): void => {
+      const wait = this.pressure?.();
+      if (wait)
+        void wait.then(
+          () => callback(),
+          () => callback(),
+        );
+      else callback();
+    };
     // Runs before mqtt.js schedules the reconnect timer (its own 'close' listener comes later).
     client.prependListener("close", () => {
       if (this.state.connected && !this.stopping)
@@ -183,6 +209,16 @@ export class MqttConnection {
     }
   };
 
+  /** Asked after every message: a promise holds further messages back until it settles. */
+  setBackpressure(check: () => Promise<void> | undefined): void {
+    this.pressure = check;
+  }
+
+  private readonly deliverLocal = (topic: string, payload: Buffer): Promise<void> | undefined => {
+    this.deliver(topic, payload);
+    return this.pressure?.();
+  };
+
   /** Called on every (re)connection, after subscriptions are renewed. */
   onConnect(listener: () => void): void {
     this.connectListeners.push(listener);
@@ -212,7 +248,7 @@ export class MqttConnection {
         if (this.localSubs.has(filter)) continue;
         this.localSubs.set(
           filter,
-          local.subscribe(filter, this.deliver).catch((err: unknown) => {
+          local.subscribe(filter, this.deliverLocal).catch((err: unknown) => {
             this.log.error({ filter, err: errorMessage(err) }, "in-process subscribe failed");
             this.localSubs.delete(filter);
             return undefined;

@@ -67,6 +67,8 @@ export interface PipelineOptions {
   rejectLogIntervalMs: number;
   /** Told about every inference call (metrics). */
   observer?: BatchObserver;
+  /** Backpressure (see `whenCapacity`); absent or `windows` 0: never. */
+  backpressure?: { windows: number; maxWaitMs: number };
 }
 
 interface ServedModel {
@@ -127,6 +129,8 @@ export interface PipelineStats {
   rows: WindowStats;
   assets: number;
   models: Record<string, RunnerCounters & { queued: number }>;
+  /** Ingest pauses because too many windows waited for inference (see `whenCapacity`). */
+  backpressure: { pauses: number; pausedMs: number; backlogWindows: number };
 }
 
 export class Pipeline {
@@ -141,6 +145,11 @@ export class Pipeline {
   /** Stats of windows that were discarded (assets forgotten, models left out), so totals only grow. */
   private readonly retiredWindowStats = newWindowStats();
   private payloads = 0;
+  private readonly capacityWaiters: (() => void)[] = [];
+  private capacityTimer: NodeJS.Timeout | undefined;
+  private pauses = 0;
+  private pausedMs = 0;
+  private pausedSinceMs: number | undefined;
   private readingsAccepted = 0;
   private stopped = false;
   /** Runners replaced by a swap or a cleared shadow, until they have finished their windows. */
@@ -187,6 +196,7 @@ export class Pipeline {
         // Metrics count what serves; a shadow's batches are the trial's business.
         ...(this.options.observer && !shadow ? { observer: this.options.observer } : {}),
         shadow,
+        onProgress: this.onProgress,
       },
       this.log.child({ model: model.key, ...(shadow ? { shadow: true } : {}) }),
     );
@@ -546,6 +556,45 @@ export class Pipeline {
     );
   }
 
+  /** Windows waiting for inference, all models (serving and shadow). */
+  backlogWindows(): number {
+    let n = 0;
+    for (const m of this.served.values()) n += m.runner.queued + (m.shadow?.runner.queued ?? 0);
+    return n;
+  }
+
+  /**
+   * Backpressure for the MQTT connection, asked after each message: undefined while fewer than
+   * `backpressure.windows` windows wait for inference; else a promise that settles once they
+   * are down to half, or after `backpressure.maxWaitMs` (so a stalled model cannot stop ingest
+   * for good). Pauses and their time are counted (`stats().backpressure`).
+   */
+  whenCapacity(): Promise<void> | undefined {
+    const bp = this.options.backpressure;
+    if (!bp || bp.windows <= 0 || this.backlogWindows() <= bp.windows) return undefined;
+    if (this.capacityWaiters.length === 0) {
+      this.pauses++;
+      this.pausedSinceMs = performance.now();
+      this.capacityTimer = setTimeout(() => this.releaseCapacity(), bp.maxWaitMs);
+      this.capacityTimer.unref();
+    }
+    return new Promise((resolve) => this.capacityWaiters.push(resolve));
+  }
+
+  private readonly onProgress = (): void => {
+    const bp = this.options.backpressure;
+    if (this.capacityWaiters.length > 0 && bp && this.backlogWindows() <= bp.windows / 2)
+      this.releaseCapacity();
+  };
+
+  private releaseCapacity(): void {
+    if (this.capacityTimer) clearTimeout(this.capacityTimer);
+    this.capacityTimer = undefined;
+    if (this.pausedSinceMs !== undefined) this.pausedMs += performance.now() - this.pausedSinceMs;
+    this.pausedSinceMs = undefined;
+    for (const resolve of this.capacityWaiters.splice(0)) resolve();
+  }
+
   /** Payloads received so far: the one counter of `stats()` that costs nothing to read. */
   get payloadsReceived(): number {
     return this.payloads;
@@ -569,6 +618,11 @@ export class Pipeline {
       rows: { ...this.rows.stats },
       assets: this.assets.size,
       models,
+      backpressure: {
+        pauses: this.pauses,
+        pausedMs: Math.round(this.pausedMs),
+        backlogWindows: this.backlogWindows(),
+      },
     };
   }
 }

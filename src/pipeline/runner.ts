@@ -117,6 +117,8 @@ export interface RunnerOptions {
   maxDelayMs?: number;
   maxQueuedPerAsset?: number;
   maxInFlight?: number;
+  /** Called after each run of finished batches (windows left the queue): backpressure checks. */
+  onProgress?: () => void;
 }
 
 /** One batch's inference result, as the batcher hands it back. */
@@ -286,6 +288,7 @@ export class ModelRunner {
       decoded.push(...outputs);
     }
     if (items.length > 0) this.record(items, decoded);
+    this.options.onProgress?.();
   }
 
   private record(items: PendingWindow[], decoded: Record<string, OutputValue>[]): void {

@@ -9,7 +9,12 @@ const base: StoredRecord = {
   id: "019ab697-e87b-768f-aa09-1d6a73a929fe",
   seq: 42,
   createdMs: 2000,
-  data: { gatewayId: "gw", asset: "pump-1", outputs: { health: 0.25, anomaly: null }, note: 'a "quoted" \u2028 text' },
+  data: {
+    gatewayId: "gw",
+    asset: "pump-1",
+    outputs: { health: 0.25, anomaly: null },
+    note: 'a "quoted" \u2028 text',
+  },
 };
 
 describe("recordPayload", () => {
@@ -20,6 +25,8 @@ describe("recordPayload", () => {
   });
 
   it("serialises afresh when the stored text is not an object with members", () => {
-    expect(recordPayload({ ...base, data: {}, dataJson: "{}" })).toBe(JSON.stringify({ id: base.id, seq: 42 }));
+    expect(recordPayload({ ...base, data: {}, dataJson: "{}" })).toBe(
+      JSON.stringify({ id: base.id, seq: 42 }),
+    );
   });
 });

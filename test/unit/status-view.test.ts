@@ -24,6 +24,7 @@ function stats(models: PipelineStats["models"], gap = 0): PipelineStats {
     rows: newWindowStats(),
     assets: 0,
     models,
+    backpressure: { pauses: 0, pausedMs: 0, backlogWindows: 0 },
   };
 }
 
