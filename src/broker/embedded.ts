@@ -123,12 +123,23 @@ export class EmbeddedBroker {
   }
 
   /** Local publishes waiting behind a QoS 1/2 one in progress (see the header). */
-  private readonly localQueue: LocalPublish[] = [];
+  private localQueue: LocalPublish[] = [];
+  /** Index of the next publish to dispatch (a moving head: `shift()` is O(n) on a long queue). */
+  private localHead = 0;
   private localBlocked = false;
 
   private dispatchLocal(): void {
-    while (!this.localBlocked && this.localQueue.length > 0) {
-      const p = this.localQueue.shift() as LocalPublish;
+    while (!this.localBlocked && this.localHead < this.localQueue.length) {
+      const p = this.localQueue[this.localHead] as LocalPublish;
+      this.localQueue[this.localHead] = undefined as unknown as LocalPublish;
+      this.localHead++;
+      if (this.localHead === this.localQueue.length) {
+        this.localQueue = [];
+        this.localHead = 0;
+      } else if (this.localHead > 1024 && this.localHead * 2 > this.localQueue.length) {
+        this.localQueue = this.localQueue.slice(this.localHead);
+        this.localHead = 0;
+      }
       const broker = this.broker;
       if (!broker) {
         p.reject(new VigilError("BROKER_STOPPED", "embedded broker not running", { retriable: true }));
@@ -203,7 +214,10 @@ export class EmbeddedBroker {
     this.server = undefined;
     this.broker = undefined;
     this.localBlocked = false;
-    for (const p of this.localQueue.splice(0))
+    const waiting = this.localQueue.slice(this.localHead);
+    this.localQueue = [];
+    this.localHead = 0;
+    for (const p of waiting)
       p.reject(new VigilError("BROKER_STOPPED", "embedded broker stopped", { retriable: true }));
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
     if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
