@@ -79,6 +79,9 @@ export interface ConnectionState {
   lastError?: string;
 }
 
+/** In-process delivery per event-loop turn, at most this long (ms; see `deliverLocal`). */
+const LOCAL_SLICE_MS = 8;
+
 /** How long each step of a clean shutdown may wait for the broker. */
 const STOP_STEP_TIMEOUT_MS = 2_000;
 
@@ -214,9 +217,50 @@ export class MqttConnection {
     this.pressure = check;
   }
 
+  /**
+   * In-process delivery in slices: the broker hands over a whole socket read (hundreds of
+   * messages) in one synchronous call; once the messages delivered in this event-loop turn took
+   * `LOCAL_SLICE_MS`, the rest wait for the next turn (in order, their deliveries held, which is
+   * backpressure too), so commits, publishes and timers run between slices and no turn grows long.
+   */
   private readonly deliverLocal = (topic: string, payload: Buffer): Promise<void> | undefined => {
-    this.deliver(topic, payload);
-    return this.pressure?.();
+    if (this.localBacklog.length === 0) {
+      if (this.sliceStartMs === undefined) {
+        this.sliceStartMs = performance.now();
+        setImmediate(this.newSlice);
+      }
+      if (performance.now() - this.sliceStartMs < LOCAL_SLICE_MS) {
+        this.deliver(topic, payload);
+        return this.pressure?.();
+      }
+    }
+    return new Promise<void>((resolve) => this.localBacklog.push({ topic, payload, resolve }));
+  };
+
+  private localBacklog: { topic: string; payload: Buffer; resolve: () => void }[] = [];
+  private localHead = 0;
+  /** When this turn's slice began (undefined: nothing delivered yet this turn). */
+  private sliceStartMs: number | undefined;
+
+  /** A new event-loop turn: deliver what waits for up to a slice, then let the broker go on. */
+  private readonly newSlice = (): void => {
+    this.sliceStartMs = undefined;
+    if (this.localHead >= this.localBacklog.length) return;
+    const start = performance.now();
+    this.sliceStartMs = start;
+    setImmediate(this.newSlice);
+    while (this.localHead < this.localBacklog.length && performance.now() - start < LOCAL_SLICE_MS) {
+      const m = this.localBacklog[this.localHead] as { topic: string; payload: Buffer; resolve: () => void };
+      this.localHead++;
+      this.deliver(m.topic, m.payload);
+      const wait = this.pressure?.();
+      if (wait) void wait.then(m.resolve, m.resolve);
+      else m.resolve();
+    }
+    if (this.localHead >= this.localBacklog.length) {
+      this.localBacklog = [];
+      this.localHead = 0;
+    }
   };
 
   /** Called on every (re)connection, after subscriptions are renewed. */
