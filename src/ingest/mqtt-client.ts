@@ -15,6 +15,9 @@
  * broker, the same topics, retained and QoS semantics, without a TCP hop or MQTT encoding per
  * message. The TCP client still connects (connection state, readiness, the will).
  *
+ * Fairness: deliveries run in slices of at most LOCAL_SLICE_MS per event-loop turn (over TCP
+ * and in-process), so one large socket read cannot hold the loop for tens of milliseconds.
+ *
  * Backpressure (`setBackpressure`): after each message the check is asked; while the promise
  * it returns is pending, no further message is taken (mqtt.js `handleMessage`; the local bus
  * holds the broker's delivery), so a backlog waits in the broker and the socket buffers, not in
@@ -164,6 +167,7 @@ export class MqttConnection {
     const client = mqtt.connect(o.url, clientOptions);
     this.client = client;
     // mqtt.js takes the next incoming PUBLISH only once this calls back: backpressure.
+    // Past LOCAL_SLICE_MS of messages in one event-loop turn, the next waits for the next turn.
     client.handleMessage = (_packet, callback): void => {
       const wait = this.pressure?.();
       if (wait)
@@ -171,6 +175,7 @@ export class MqttConnection {
           () => callback(),
           () => callback(),
         );
+      else if (this.sliceSpent()) setImmediate(callback);
       else callback();
     };
     // Runs before mqtt.js schedules the reconnect timer (its own 'close' listener comes later).
@@ -236,6 +241,16 @@ export class MqttConnection {
     }
     return new Promise<void>((resolve) => this.localBacklog.push({ topic, payload, resolve }));
   };
+
+  /** True once this turn's deliveries took a slice (starts the slice's clock if none runs). */
+  private sliceSpent(): boolean {
+    if (this.sliceStartMs === undefined) {
+      this.sliceStartMs = performance.now();
+      setImmediate(this.newSlice);
+      return false;
+    }
+    return performance.now() - this.sliceStartMs >= LOCAL_SLICE_MS;
+  }
 
   private localBacklog: { topic: string; payload: Buffer; resolve: () => void }[] = [];
   private localHead = 0;
