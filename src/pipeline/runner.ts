@@ -368,13 +368,12 @@ export class ModelRunner {
         { model: this.model.key, records: records.length, err: errorMessage(err) },
         "store commit failed; published locally only, counted in the data-loss ledger",
       );
-      this.sink.uncommitted?.(records, err);
+      // Behind earlier commits still waiting for their sync: an asset's outputs stay in order.
+      this.afterEarlier(() => this.sink.uncommitted?.(records, err));
       return;
     }
     this.counters.predictions += items.length;
-    let published = false;
-    let done: (() => void) | undefined;
-    this.store.afterDurable((err) => {
+    this.afterEarlier((err) => {
       if (err) {
         this.counters.storeSyncErrors++;
         this.log.error(
@@ -383,9 +382,24 @@ export class ModelRunner {
         );
       }
       this.sink.publish(stored);
-      published = true;
-      done?.();
     });
-    if (!published) this.lastPublish = new Promise<void>((resolve) => (done = resolve));
+  }
+
+  /**
+   * Runs `fn` once every commit so far is durable (Store.afterDurable), in call order; at once
+   * when it already is. `drain()` waits for the last one.
+   */
+  private afterEarlier(fn: (err: Error | undefined) => void): void {
+    let ran = false;
+    let done: (() => void) | undefined;
+    this.store.afterDurable((err) => {
+      try {
+        fn(err);
+      } finally {
+        ran = true;
+        done?.();
+      }
+    });
+    if (!ran) this.lastPublish = new Promise<void>((resolve) => (done = resolve));
   }
 }

@@ -856,6 +856,8 @@ export class SqliteStore implements Store {
     try {
       fd = this.wal();
     } catch (err) {
+      // Those commits are reported failed and not tried again (no loop); later commits try anew.
+      this.syncedCommits = Math.max(this.syncedCommits, upTo);
       this.settleWaiters(upTo, wrap("sync", err));
       return;
     }
@@ -866,11 +868,11 @@ export class SqliteStore implements Store {
         this.closeWal();
         return;
       }
-      if (err) this.settleWaiters(upTo, wrap("sync", err));
-      else {
-        this.syncedCommits = Math.max(this.syncedCommits, upTo);
-        this.settleWaiters(upTo, undefined);
-      }
+      // A failed sync is reported to the waiters it covered and not retried: on Linux a retry
+      // may "succeed" after the kernel dropped the dirty pages (so it would prove nothing), and
+      // retrying at once would spin. Later commits get syncs of their own (docs/sync.md).
+      this.syncedCommits = Math.max(this.syncedCommits, upTo);
+      this.settleWaiters(upTo, err ? wrap("sync", err) : undefined);
       this.startSync();
     });
   }
@@ -879,7 +881,13 @@ export class SqliteStore implements Store {
   private settleWaiters(upTo: number, err: StoreError | undefined): void {
     let n = 0;
     while (n < this.durableWaiters.length && (this.durableWaiters[n]?.upTo ?? Infinity) <= upTo) n++;
-    for (const w of this.durableWaiters.splice(0, n)) w.fn(err);
+    for (const w of this.durableWaiters.splice(0, n)) {
+      try {
+        w.fn(err);
+      } catch {
+        // afterDurable callbacks must not throw; one that does cannot stop the others.
+      }
+    }
   }
 
   private closeWal(): void {

@@ -89,6 +89,37 @@ describe("publishing after the store's sync", () => {
     expect(published.map((p) => p.seq)).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it("a failed commit goes out locally only after the earlier commits still waiting for their sync", async () => {
+    const store = new GatedStore();
+    const order: string[] = [];
+    const m = await model();
+    const r = new ModelRunner(
+      m,
+      store,
+      {
+        publish: (records) => order.push(...records.map((x) => `committed ${x.tsMs}`)),
+        uncommitted: (records) => order.push(...records.map((x) => `uncommitted ${x.tsMs}`)),
+      },
+      { gatewayId: "gw", maxBatch: 1, maxQueued: 100, maxInFlight: 1 },
+      silentLogger(),
+    );
+    r.enqueue(window("a", 1));
+    await until(() => store.lastSeq() === 1);
+    const commit = store.commit.bind(store);
+    store.commit = () => {
+      throw new StoreError("SQLITE_FULL", "store commit failed: database or disk is full", {
+        retriable: true,
+      });
+    };
+    r.enqueue(window("a", 2));
+    await until(() => r.counters.storeErrors === 1);
+    expect(order).toEqual([]);
+    store.commit = commit;
+    store.release();
+    await r.drain();
+    expect(order).toEqual(["committed 2000", "uncommitted 3000"]);
+  });
+
   it("a failed sync is counted and the committed records are still published", async () => {
     const store = new GatedStore();
     const published: StoredRecord[] = [];

@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { StoreError } from "../../src/errors.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { SCHEMA_VERSION, SEQ_RESERVE, SqliteStore, readSeqFloor } from "../../src/store/sqlite.js";
@@ -647,6 +647,31 @@ describe("SqliteStore (durable)", () => {
     expect(settled).toBeUndefined();
     const reopened = openStore(file);
     expect(reopened.lastSeq()).toBe(52);
+  });
+
+  it("a failed WAL sync is reported to the waiters it covered, once, and not retried in a loop", async () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const store = openStore(file);
+    let calls = 0;
+    const spy = vi.spyOn(fs, "fdatasync").mockImplementation(((
+      _fd: number,
+      cb: (err: Error | null) => void,
+    ) => {
+      calls++;
+      setImmediate(() => cb(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" })));
+    }) as typeof fs.fdatasync);
+    try {
+      store.commit([rec("prediction", 1)]);
+      const err = await new Promise<Error | undefined>((resolve) => store.afterDurable(resolve));
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as StoreError).message).toMatch(/EIO/);
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(calls).toBe(1);
+    } finally {
+      spy.mockRestore();
+    }
+    store.commit([rec("prediction", 2)]);
+    expect(await new Promise<Error | undefined>((resolve) => store.afterDurable(resolve))).toBeUndefined();
   });
 
   it("synchronous normal calls afterDurable back at once (no sync promised)", () => {
