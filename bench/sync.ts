@@ -66,7 +66,9 @@ async function benchStoreWrite(): Promise<{ vigil: number; raw: number }> {
   // ceiling's synchronous=FULL commit is: the same promise, no batching of syncs credited.
   for (let i = 0; i < rows.length; i += COMMIT_BATCH) {
     store.commit(rows.slice(i, i + COMMIT_BATCH));
-    await new Promise<void>((resolve, reject) => store.afterDurable((err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      store.afterDurable((err) => (err ? reject(err) : resolve())),
+    );
   }
   const vigilMs = performance.now() - t;
   store.close();
