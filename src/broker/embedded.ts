@@ -9,14 +9,16 @@
  * throws.
  *
  * `localBus()` lets the gateway in the same process subscribe and publish without a socket:
- * messages go through the broker's own router (retained messages stored, QoS 1/2 queued for
- * offline persistent sessions, exactly as for a network client), but no TCP hop, MQTT encoding
- * or parsing, and no per-message socket write on our side. Authentication and authorisation
- * hooks are not asked: the gateway is the broker's owner. A subscriber that returns a promise
- * holds the delivery until it settles (backpressure: aedes then takes no further packet from
- * that publisher, whose socket fills). Local publishes leave in call order:
- * aedes numbers each packet when it is published and a subscriber drops a packet numbered
- * below one it already got (its de-duplication of overlapping subscriptions), while a QoS 1/2
+ * messages go through the broker's own router (retained messages stored and replayed on
+ * subscribe, QoS 1/2 queued for offline persistent sessions, `$` topics kept from wildcard
+ * filters, as for a network client), but no TCP hop, MQTT encoding or parsing, and no
+ * per-message socket write on our side. Authentication and authorisation hooks are not asked:
+ * the gateway is the broker's owner. A subscriber is handed each message at once; only when it
+ * returns a promise (its own bounded inbox is full) is the delivery held, which holds the
+ * router for every client, so the gateway does that only as a last resort. Local publishes
+ * leave in call order: aedes numbers each packet when it is published and a subscriber drops a
+ * packet numbered below one it already got (its de-duplication of overlapping subscriptions),
+ * while a QoS 1/2
  * publish reaches subscribers some microtasks later than a QoS 0 one; so a publish waits while
  * a QoS 1/2 publish before it is in progress (QoS 0 ones never wait for each other).
  */
@@ -160,6 +162,26 @@ export class EmbeddedBroker {
     }
   }
 
+  private async replayRetained(
+    broker: Aedes,
+    filter: string,
+    hand: (topic: string, payload: Buffer | string) => unknown,
+  ): Promise<void> {
+    try {
+      const { persistence } = broker as unknown as {
+        persistence: {
+          createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer | string }>;
+        };
+      };
+      for await (const packet of persistence.createRetainedStream(filter)) hand(packet.topic, packet.payload);
+    } catch (err) {
+      this.log.warn(
+        { filter, err: errorMessage(err) },
+        "retained messages not replayed to the in-process subscriber",
+      );
+    }
+  }
+
   /** In-process subscribe and publish through this broker (see the header). */
   localBus(): LocalBus {
     return {
@@ -170,28 +192,34 @@ export class EmbeddedBroker {
             reject(new VigilError("BROKER_STOPPED", "embedded broker not running", { retriable: true }));
             return;
           }
-          const deliver = (packet: { topic: string; payload: Buffer | string }, done: () => void): void => {
-            let wait: Promise<void> | undefined;
+          // MQTT 4.7.2: a filter starting with a wildcard does not match topics starting with $.
+          const skipDollar = filter.startsWith("+") || filter.startsWith("#");
+          const hand = (topic: string, payload: Buffer | string): Promise<void> | undefined => {
+            if (skipDollar && topic.startsWith("$")) return undefined;
             try {
-              wait = onMessage(
-                packet.topic,
-                Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
-              );
-            } finally {
-              // Held until the gateway has room: aedes takes that publisher's next packet after it.
-              if (wait) void wait.then(done, done);
-              else done();
+              return onMessage(topic, Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
+            } catch (err) {
+              this.log.error({ topic, err: errorMessage(err) }, "in-process subscriber failed");
+              return undefined;
             }
           };
-          broker.subscribe(filter, deliver, () =>
+          // Handed over at once; held only when the subscriber asks (its inbox is full).
+          const deliver = (packet: { topic: string; payload: Buffer | string }, done: () => void): void => {
+            const wait = hand(packet.topic, packet.payload);
+            if (wait) void wait.then(done, done);
+            else done();
+          };
+          broker.subscribe(filter, deliver, () => {
             resolve(
               () =>
                 new Promise<void>((done) => {
                   if (this.broker !== broker) done();
                   else broker.unsubscribe(filter, deliver, () => done());
                 }),
-            ),
-          );
+            );
+            // Retained messages on the filter, as a network subscriber gets them on SUBSCRIBE.
+            void this.replayRetained(broker, filter, hand);
+          });
         }),
       publish: (topic, payload, options) =>
         new Promise<void>((resolve, reject) => {

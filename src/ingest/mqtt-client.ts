@@ -19,9 +19,10 @@
  * and in-process), so one large socket read cannot hold the loop for tens of milliseconds.
  *
  * Backpressure (`setBackpressure`): after each message the check is asked; while the promise
- * it returns is pending, no further message is taken (mqtt.js `handleMessage`; the local bus
- * holds the broker's delivery), so a backlog waits in the broker and the socket buffers, not in
- * this process's memory.
+ * it returns is pending, no further message is handed on. Over TCP mqtt.js then reads no
+ * further packet (`handleMessage`), so the backlog waits in the broker and the socket buffers;
+ * in-process messages wait in a bounded inbox (INBOX_MAX), past which the broker's delivery is
+ * held.
  */
 
 import fs from "node:fs";
@@ -61,7 +62,8 @@ export type MessageHandler = (topic: string, payload: Buffer) => void;
 export interface LocalBus {
   /**
    * Resolves once subscribed, with the function that unsubscribes. When `onMessage` returns a
-   * promise, the broker takes no further message from that publisher until it settles.
+   * promise, the broker's router holds that delivery until it settles (used only as a last
+   * resort: it holds the router for every client).
    */
   subscribe(
     filter: string,
@@ -84,6 +86,9 @@ export interface ConnectionState {
 
 /** In-process delivery per event-loop turn, at most this long (ms; see `deliverLocal`). */
 const LOCAL_SLICE_MS = 8;
+
+/** In-process messages waiting for delivery before the broker's delivery is held (see `deliverLocal`). */
+const INBOX_MAX = 20_000;
 
 /** How long each step of a clean shutdown may wait for the broker. */
 const STOP_STEP_TIMEOUT_MS = 2_000;
@@ -223,60 +228,69 @@ export class MqttConnection {
   }
 
   /**
-   * In-process delivery in slices: the broker hands over a whole socket read (hundreds of
-   * messages) in one synchronous call; once the messages delivered in this event-loop turn took
-   * `LOCAL_SLICE_MS`, the rest wait for the next turn (in order, their deliveries held, which is
-   * backpressure too), so commits, publishes and timers run between slices and no turn grows long.
+   * In-process delivery: the broker hands each message over at once (its router is never held:
+   * other clients' messages keep flowing) and it goes into `inbox`; `pump` delivers from there
+   * in slices of at most LOCAL_SLICE_MS per event-loop turn, and not at all while backpressure
+   * holds. The inbox is bounded: past INBOX_MAX waiting messages the broker's delivery is held
+   * until half have gone (the last resort, since that holds the router for every client).
    */
   private readonly deliverLocal = (topic: string, payload: Buffer): Promise<void> | undefined => {
-    if (this.localBacklog.length === 0) {
-      if (this.sliceStartMs === undefined) {
-        this.sliceStartMs = performance.now();
-        setImmediate(this.newSlice);
-      }
-      if (performance.now() - this.sliceStartMs < LOCAL_SLICE_MS) {
-        this.deliver(topic, payload);
-        return this.pressure?.();
-      }
-    }
-    return new Promise<void>((resolve) => this.localBacklog.push({ topic, payload, resolve }));
+    this.inbox.push({ topic, payload });
+    this.pump();
+    if (this.inbox.length - this.inboxHead <= INBOX_MAX) return undefined;
+    return new Promise<void>((resolve) => this.inboxWaiters.push(resolve));
   };
+
+  private inboxWaiters: (() => void)[] = [];
+
+  private inbox: ({ topic: string; payload: Buffer } | undefined)[] = [];
+  private inboxHead = 0;
+  /** Backpressure in effect for in-process delivery (the pipeline's promise). */
+  private holding: Promise<void> | undefined;
+  /** When this turn's deliveries began (undefined: none yet this turn). */
+  private sliceStartMs: number | undefined;
 
   /** True once this turn's deliveries took a slice (starts the slice's clock if none runs). */
   private sliceSpent(): boolean {
     if (this.sliceStartMs === undefined) {
       this.sliceStartMs = performance.now();
-      setImmediate(this.newSlice);
+      setImmediate(this.newTurn);
       return false;
     }
     return performance.now() - this.sliceStartMs >= LOCAL_SLICE_MS;
   }
 
-  private localBacklog: { topic: string; payload: Buffer; resolve: () => void }[] = [];
-  private localHead = 0;
-  /** When this turn's slice began (undefined: nothing delivered yet this turn). */
-  private sliceStartMs: number | undefined;
-
-  /** A new event-loop turn: deliver what waits for up to a slice, then let the broker go on. */
-  private readonly newSlice = (): void => {
+  private readonly newTurn = (): void => {
     this.sliceStartMs = undefined;
-    if (this.localHead >= this.localBacklog.length) return;
-    const start = performance.now();
-    this.sliceStartMs = start;
-    setImmediate(this.newSlice);
-    while (this.localHead < this.localBacklog.length && performance.now() - start < LOCAL_SLICE_MS) {
-      const m = this.localBacklog[this.localHead] as { topic: string; payload: Buffer; resolve: () => void };
-      this.localHead++;
+    this.pump();
+  };
+
+  private pump(): void {
+    while (this.inboxHead < this.inbox.length && !this.holding && !this.sliceSpent()) {
+      const m = this.inbox[this.inboxHead] as { topic: string; payload: Buffer };
+      this.inbox[this.inboxHead] = undefined; // delivered: let its payload go
+      this.inboxHead++;
       this.deliver(m.topic, m.payload);
       const wait = this.pressure?.();
-      if (wait) void wait.then(m.resolve, m.resolve);
-      else m.resolve();
+      if (wait) {
+        this.holding = wait;
+        const release = (): void => {
+          this.holding = undefined;
+          this.pump();
+        };
+        void wait.then(release, release);
+      }
     }
-    if (this.localHead >= this.localBacklog.length) {
-      this.localBacklog = [];
-      this.localHead = 0;
+    if (this.inboxHead >= this.inbox.length) {
+      this.inbox = [];
+      this.inboxHead = 0;
+    } else if (this.inboxHead > 1024 && this.inboxHead * 2 > this.inbox.length) {
+      this.inbox = this.inbox.slice(this.inboxHead);
+      this.inboxHead = 0;
     }
-  };
+    if (this.inboxWaiters.length > 0 && this.inbox.length - this.inboxHead <= INBOX_MAX / 2)
+      for (const resolve of this.inboxWaiters.splice(0)) resolve();
+  }
 
   /** Called on every (re)connection, after subscriptions are renewed. */
   onConnect(listener: () => void): void {
@@ -376,8 +390,10 @@ export class MqttConnection {
     if (!client) return;
     this.stopping = true;
     if (last && (client.connected || this.options.local)) {
-      await this.publish(last.topic, last.payload, { qos: last.qos, retain: last.retain }).catch(
-        () => undefined,
+      // Bounded like every stop step: in-process a QoS 1 publish settles only once delivered.
+      await withTimeout(
+        this.publish(last.topic, last.payload, { qos: last.qos, retain: last.retain }).catch(() => undefined),
+        STOP_STEP_TIMEOUT_MS,
       );
     }
     await new Promise<void>((resolve) => {

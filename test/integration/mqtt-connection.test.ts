@@ -174,6 +174,35 @@ for (const mode of ["tcp", "in-process"] as const) {
       expect(got.filter((i) => !qos1(i))).toEqual(["0", "2", "3", "4", "6", "7", "8", "10", "11"]);
     });
 
+    it("a retained message on a filter is delivered when the connection subscribes", async () => {
+      const seen: string[] = [];
+      const { broker, conn } = await setup((topic, payload) => seen.push(`${topic}=${payload.toString()}`));
+      const sensor = await client(broker.url());
+      await sensor.publishAsync("plant/r1/row", "kept", { qos: 1, retain: true });
+      conn.subscribe([{ filter: "plant/+/row", qos: 0 }]);
+      const deadline = Date.now() + 10_000;
+      while (!seen.includes("plant/r1/row=kept")) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    });
+
+    it("while backpressure holds the connection, other clients' messages still flow through the broker", async () => {
+      let release: (() => void) | undefined;
+      const seen: string[] = [];
+      const { broker, conn } = await setup((topic) => seen.push(topic));
+      conn.setBackpressure(() => (release ? undefined : new Promise<void>((resolve) => (release = resolve))));
+      const sensor = await client(broker.url());
+      await subscribeLive(conn, sensor, seen, "plant/#", "plant/probe");
+      // The probe engaged backpressure: the gateway holds; two other clients talk meanwhile.
+      const other = await client(broker.url());
+      const heard = await listen(other, "elsewhere/x");
+      const talker = await client(broker.url());
+      await talker.publishAsync("elsewhere/x", "hello", { qos: 1 });
+      expect((await heard.next).text).toBe("hello");
+      release?.();
+    });
+
     it("unsubscribeAll stops delivery; stop sends the last message", async () => {
       const seen: string[] = [];
       const { broker, conn } = await setup((topic) => seen.push(topic));
