@@ -88,7 +88,7 @@ export interface ConnectionState {
 const LOCAL_SLICE_MS = 8;
 
 /** In-process messages waiting for delivery before the broker's delivery is held (see `deliverLocal`). */
-const INBOX_MAX = 20_000;
+const INBOX_MAX = 2_000;
 
 /** How long each step of a clean shutdown may wait for the broker. */
 const STOP_STEP_TIMEOUT_MS = 2_000;
