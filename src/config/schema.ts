@@ -317,7 +317,7 @@ export const schema = {
       100_000,
     ),
     backpressureWindows: leaf(
-      "Backpressure: with more windows than this waiting for inference (all models together), the agent takes no further message until they are down to half (nothing is dropped; over TCP the backlog waits in the broker and the socket buffers; on the embedded broker in-process it waits in a bounded inbox of 2,000 messages, beyond which the broker's delivery is held); it never waits longer than `backpressureMaxWaitMs` at a time. 0 = never: the agent takes every message and drops by `maxQueuedWindows`.",
+      "Backpressure: with more windows than this waiting for inference (all models together), the agent takes no further message until they are down to half (nothing is dropped; over TCP the backlog waits in the broker and the socket buffers; on the embedded broker in-process it waits in a bounded inbox of 512 messages, beyond which the broker's delivery is held, which slows the embedded broker for every client while the agent is overloaded); it never waits longer than `backpressureMaxWaitMs` at a time. 0 = never: the agent takes every message and drops by `maxQueuedWindows`.",
       "nat",
       2_048,
     ),
