@@ -465,6 +465,13 @@ export class SqliteStore implements Store {
   }
 
   counts(): Record<RecordKind, number> {
+    // The kept tally when it runs (no scan: eviction asks every round); else one count.
+    if (this.tally)
+      return {
+        prediction: this.tally.prediction.records,
+        alert: this.tally.alert.records,
+        event: this.tally.event.records,
+      };
     const out: Record<RecordKind, number> = { prediction: 0, alert: 0, event: 0 };
     const rows = this.db.prepare("SELECT kind, COUNT(*) AS n FROM records GROUP BY kind").all() as {
       kind: RecordKind;

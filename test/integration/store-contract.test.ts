@@ -561,6 +561,35 @@ describe("SqliteStore (durable)", () => {
     expect(openStore(file).kindUsage()).toEqual(kept);
   });
 
+  it("counts from the kept tally agree with a fresh count after commits, eviction, thinning, expiry and pruning", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const clock = new ManualClock();
+    const store = new SqliteStore({ file, clock });
+    opened.push(store);
+    store.kindUsage(); // the tally runs from here on
+    for (let i = 0; i < 40; i++)
+      store.commit([rec("prediction", i), ...(i % 10 === 0 ? [rec("alert", i)] : [])]);
+    store.commit([rec("event", 99, null)]);
+    store.evict("prediction", 5);
+    store.evict("prediction", 8, "thin");
+    clock.advance(10_000);
+    store.commit([rec("prediction", 100)]);
+    store.expire(clock.nowMs() - 5_000, 3);
+    store.prune(clock.nowMs(), 2);
+    const fresh = new Database(file, { readonly: true });
+    try {
+      const rows = fresh.prepare("SELECT kind, COUNT(*) AS n FROM records GROUP BY kind").all() as {
+        kind: RecordKind;
+        n: number;
+      }[];
+      const expected = { prediction: 0, alert: 0, event: 0 };
+      for (const r of rows) expected[r.kind] = r.n;
+      expect(store.counts()).toEqual(expected);
+    } finally {
+      fresh.close();
+    }
+  });
+
   it("never reuses a seq, even after the newest records are deleted", () => {
     const file = path.join(tempDir("vigil-store-"), "vigil.db");
     const first = openStore(file);
