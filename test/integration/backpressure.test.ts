@@ -6,8 +6,8 @@
  */
 
 import mqtt from "mqtt";
-import { afterEach, describe, expect, it } from "vitest";
-import { Collector, modelsDir, startGateway, testConfig, type RunningGateway } from "../support/harness.js";
+import { describe, expect, it } from "vitest";
+import { Collector, closeAfterEach, modelsDir, startGateway, testConfig } from "../support/harness.js";
 
 const ROOT = "vigil/gw-test";
 const T0 = Date.UTC(2024, 0, 1);
@@ -16,20 +16,12 @@ const ROWS = 41;
 /** count-ntc-zscore: count window of 5 rows, hop 2. */
 const WINDOWS_PER_ASSET = Math.floor((ROWS - 5) / 2) + 1;
 
-let running: RunningGateway | undefined;
-let collector: Collector | undefined;
-
-afterEach(async () => {
-  await collector?.close();
-  collector = undefined;
-  await running?.stop();
-  running = undefined;
-});
+const open = closeAfterEach();
 
 for (const inProcess of [true, false]) {
   describe(`backpressure (${inProcess ? "in-process" : "TCP"})`, () => {
     it("pauses ingest under a burst, drops nothing, and counts the pauses", async () => {
-      running = await startGateway(
+      const running = (open.running = await startGateway(
         testConfig({
           "models.dir": modelsDir(["count-ntc-zscore"]),
           "mqtt.embeddedBroker.inProcess": inProcess,
@@ -37,8 +29,10 @@ for (const inProcess of [true, false]) {
           "inference.maxDelayMs": 5,
           "inference.maxBatch": 4,
         }),
-      );
-      collector = await Collector.connect(running.brokerUrl, [`${ROOT}/predictions/#`]);
+      ));
+      const collector = (open.collector = await Collector.connect(running.brokerUrl, [
+        `${ROOT}/predictions/#`,
+      ]));
       const sensor = await mqtt.connectAsync(running.brokerUrl, { reconnectPeriod: 0 });
       try {
         // Rows in time order, assets interleaved; QoS 0, as fast as the socket takes them.

@@ -8,6 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
+import { afterEach } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
 import type { VigilConfig } from "../../src/config/types.js";
 import { Gateway } from "../../src/gateway.js";
@@ -164,4 +165,19 @@ export class Collector {
   async close(): Promise<void> {
     await this.client.endAsync();
   }
+}
+
+/**
+ * The gateway and collector a test opens, closed after each test (collector first). Call once
+ * at the top of a test file; assign what the test opens to the returned slots.
+ */
+export function closeAfterEach(): { running?: RunningGateway; collector?: Collector } {
+  const open: { running?: RunningGateway; collector?: Collector } = {};
+  afterEach(async () => {
+    await open.collector?.close();
+    open.collector = undefined;
+    await open.running?.stop();
+    open.running = undefined;
+  });
+  return open;
 }
