@@ -232,7 +232,7 @@ export class MqttConnection {
   }
 
   /**
-   * In-process delivery: the broker hands each message over at once (its router is never held:
+   * In-process delivery: the broker hands each message over at once (its router is not held, so
    * other clients' messages keep flowing) and it goes into `inbox`; `pump` delivers from there
    * in slices of at most LOCAL_SLICE_MS per event-loop turn, and not at all while backpressure
    * holds. The inbox is bounded: past INBOX_MAX waiting messages the broker's delivery is held
