@@ -908,10 +908,19 @@ export class SqliteStore implements Store {
   }
 
   close(): void {
+    // Commits still waiting are synced here: closing checkpoints and syncs only when this is the
+    // last connection (a CLI may hold the database open too).
+    let err: StoreError | undefined;
+    if (this.groupSync && this.syncedCommits < this.commits && this.walFd !== undefined) {
+      try {
+        fs.fdatasyncSync(this.walFd);
+      } catch (e) {
+        err = wrap("sync", e);
+      }
+    }
     if (this.db.open) this.db.close();
-    // Closing the last connection checkpointed the WAL into the database and synced it.
     this.syncedCommits = this.commits;
-    this.settleWaiters(Infinity, undefined);
+    this.settleWaiters(Infinity, err);
     this.closeWal();
   }
 }

@@ -703,6 +703,24 @@ describe("SqliteStore (durable)", () => {
     expect(await new Promise<Error | undefined>((resolve) => store.afterDurable(resolve))).toBeUndefined();
   });
 
+  it("closing with commits still waiting syncs the WAL itself (another connection may keep it from checkpointing)", () => {
+    const file = path.join(tempDir("vigil-store-"), "vigil.db");
+    const store = new SqliteStore({ file });
+    const other = new Database(file, { readonly: true });
+    const spy = vi.spyOn(fs, "fdatasyncSync");
+    try {
+      store.commit([rec("prediction", 1)]);
+      let settled: unknown = "no";
+      store.afterDurable((err) => (settled = err));
+      store.close();
+      expect(settled).toBeUndefined();
+      expect(spy).toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+      other.close();
+    }
+  });
+
   it("synchronous normal calls afterDurable back at once (no sync promised)", () => {
     const store = new SqliteStore({
       file: path.join(tempDir("vigil-store-"), "vigil.db"),
