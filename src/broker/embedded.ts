@@ -28,6 +28,7 @@ import net from "node:net";
 import { Aedes, type AuthenticateError } from "aedes";
 import { VigilError, errorMessage } from "../errors.js";
 import type { LocalBus } from "../ingest/mqtt-client.js";
+import { Fifo } from "../system/fifo.js";
 import type { Logger } from "../system/logger.js";
 import { isLoopback } from "../system/net.js";
 
@@ -125,23 +126,12 @@ export class EmbeddedBroker {
   }
 
   /** Local publishes waiting behind a QoS 1/2 one in progress (see the header). */
-  private localQueue: LocalPublish[] = [];
-  /** Index of the next publish to dispatch (a moving head: `shift()` is O(n) on a long queue). */
-  private localHead = 0;
+  private readonly localQueue = new Fifo<LocalPublish>();
   private localBlocked = false;
 
   private dispatchLocal(): void {
-    while (!this.localBlocked && this.localHead < this.localQueue.length) {
-      const p = this.localQueue[this.localHead] as LocalPublish;
-      this.localQueue[this.localHead] = undefined as unknown as LocalPublish;
-      this.localHead++;
-      if (this.localHead === this.localQueue.length) {
-        this.localQueue = [];
-        this.localHead = 0;
-      } else if (this.localHead > 1024 && this.localHead * 2 > this.localQueue.length) {
-        this.localQueue = this.localQueue.slice(this.localHead);
-        this.localHead = 0;
-      }
+    while (!this.localBlocked && this.localQueue.length > 0) {
+      const p = this.localQueue.shift() as LocalPublish;
       const broker = this.broker;
       if (!broker) {
         p.reject(new VigilError("BROKER_STOPPED", "embedded broker not running", { retriable: true }));
@@ -242,10 +232,7 @@ export class EmbeddedBroker {
     this.server = undefined;
     this.broker = undefined;
     this.localBlocked = false;
-    const waiting = this.localQueue.slice(this.localHead);
-    this.localQueue = [];
-    this.localHead = 0;
-    for (const p of waiting)
+    for (const p of this.localQueue.drain())
       p.reject(new VigilError("BROKER_STOPPED", "embedded broker stopped", { retriable: true }));
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
     if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -28,6 +28,7 @@
 import fs from "node:fs";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { errorMessage } from "../errors.js";
+import { Fifo } from "../system/fifo.js";
 import type { Logger } from "../system/logger.js";
 import { safeUrl } from "../system/net.js";
 
@@ -241,14 +242,13 @@ export class MqttConnection {
   private readonly deliverLocal = (topic: string, payload: Buffer): Promise<void> | undefined => {
     this.inbox.push({ topic, payload });
     this.pump();
-    if (this.inbox.length - this.inboxHead <= INBOX_MAX) return undefined;
+    if (this.inbox.length <= INBOX_MAX) return undefined;
     return new Promise<void>((resolve) => this.inboxWaiters.push(resolve));
   };
 
   private inboxWaiters: (() => void)[] = [];
 
-  private inbox: ({ topic: string; payload: Buffer } | undefined)[] = [];
-  private inboxHead = 0;
+  private readonly inbox = new Fifo<{ topic: string; payload: Buffer }>();
   /** Backpressure in effect for in-process delivery (the pipeline's promise). */
   private holding: Promise<void> | undefined;
   /** When this turn's deliveries began (undefined: none yet this turn). */
@@ -270,10 +270,8 @@ export class MqttConnection {
   };
 
   private pump(): void {
-    while (this.inboxHead < this.inbox.length && !this.holding && !this.sliceSpent()) {
-      const m = this.inbox[this.inboxHead] as { topic: string; payload: Buffer };
-      this.inbox[this.inboxHead] = undefined; // delivered: let its payload go
-      this.inboxHead++;
+    while (this.inbox.length > 0 && !this.holding && !this.sliceSpent()) {
+      const m = this.inbox.shift() as { topic: string; payload: Buffer };
       this.deliver(m.topic, m.payload);
       const wait = this.pressure?.();
       if (wait) {
@@ -285,14 +283,7 @@ export class MqttConnection {
         void wait.then(release, release);
       }
     }
-    if (this.inboxHead >= this.inbox.length) {
-      this.inbox = [];
-      this.inboxHead = 0;
-    } else if (this.inboxHead > 1024 && this.inboxHead * 2 > this.inbox.length) {
-      this.inbox = this.inbox.slice(this.inboxHead);
-      this.inboxHead = 0;
-    }
-    if (this.inboxWaiters.length > 0 && this.inbox.length - this.inboxHead <= INBOX_MAX / 2)
+    if (this.inboxWaiters.length > 0 && this.inbox.length <= INBOX_MAX / 2)
       for (const resolve of this.inboxWaiters.splice(0)) resolve();
   }
 
