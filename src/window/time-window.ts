@@ -71,7 +71,10 @@ export const DEFAULT_MAX_CATCH_UP_WINDOWS = 1000;
 interface Slot {
   sum: number;
   count: number;
-  tsMs: Set<number>;
+  /** The first reading's timestamp: one reading per slot is the common case, kept without a Set. */
+  firstTsMs: number;
+  /** Timestamps of further readings in the slot, created on the second one (duplicate check). */
+  moreTsMs: Set<number> | undefined;
 }
 
 interface FilledSlot {
@@ -238,14 +241,14 @@ export class TimeWindow {
     const index = Math.floor(tsMs / this.sampleMs);
     const slot = sig.slots.get(index);
     if (slot === undefined) {
-      sig.slots.set(index, { sum: value, count: 1, tsMs: new Set([tsMs]) });
-    } else if (slot.tsMs.has(tsMs)) {
+      sig.slots.set(index, { sum: value, count: 1, firstTsMs: tsMs, moreTsMs: undefined });
+    } else if (slot.firstTsMs === tsMs || slot.moreTsMs?.has(tsMs) === true) {
       this.stats.rejected.duplicate++;
       return { reject: "duplicate", advanced: false };
     } else {
       slot.sum += value;
       slot.count++;
-      slot.tsMs.add(tsMs);
+      (slot.moreTsMs ??= new Set()).add(tsMs);
     }
     if (!sig.seen) {
       sig.seen = true;

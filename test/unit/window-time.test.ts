@@ -217,6 +217,19 @@ describe("TimeWindow: ordering, lateness, duplicates", () => {
     expect(w.stats.accepted).toBe(5);
   });
 
+  it("rejects duplicates of any reading in a slot, not only its first (three readings, one slot)", () => {
+    const w = make(2000, 2000, "previous", {}, ["s1"]);
+    for (const tsMs of [0, 300, 600])
+      expect(w.push({ signal: "s1", tsMs, value: tsMs / 100 }).reject).toBeUndefined();
+    for (const tsMs of [600, 300, 0]) {
+      expect(w.push({ signal: "s1", tsMs, value: 99 })).toEqual({ reject: "duplicate", windows: [] });
+    }
+    expect(w.push({ signal: "s1", tsMs: 900, value: 9 }).reject).toBeUndefined();
+    expect(w.stats.rejected.duplicate).toBe(3);
+    // Slot 0 = mean of 0, 3, 6, 9 = 4.5; slot 1 (no reading) takes the previous value.
+    expect(brief(w.push({ signal: "s1", tsMs: 2000, value: 0 }).windows)).toEqual([[0, 2000, [4.5, 4.5]]]);
+  });
+
   it("accepts out-of-order readings in open windows and counts them as reordered", () => {
     const w = make(3000, 3000);
     feed(w, [
