@@ -196,6 +196,9 @@ export class MqttConnection {
       client.options.reconnectPeriod = this.nextDelayMs();
     });
     client.on("connect", () => {
+      // Nagle off (each connect has a new socket): small publishes go out at once instead of
+      // waiting for the broker's delayed ACK of the previous one (docs/benchmarks.md).
+      (client.stream as { setNoDelay?: (noDelay: boolean) => unknown } | undefined)?.setNoDelay?.(true);
       this.failures = 0;
       this.state = { connected: true, connects: this.state.connects + 1 };
       client.options.reconnectPeriod = o.reconnect.minDelayMs;

@@ -182,4 +182,83 @@ describe("EmbeddedBroker", () => {
     await b.stop();
     await listen("127.0.0.1", port);
   });
+
+  describe("localBus publishes", () => {
+    /** A network subscriber of `filter` collecting payloads in arrival order. */
+    async function collector(
+      url: string,
+      filter: string,
+    ): Promise<{ got: string[]; until(n: number): Promise<void> }> {
+      const c = await connect(url);
+      const got: string[] = [];
+      const waiters: { n: number; resolve: () => void }[] = [];
+      c.on("message", (_t, p) => {
+        got.push(p.toString());
+        for (const w of waiters.filter((x) => got.length >= x.n)) w.resolve();
+      });
+      await c.subscribeAsync(filter, { qos: 1 });
+      return {
+        got,
+        until: (n) =>
+          got.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve })),
+      };
+    }
+
+    it("a QoS 0 publish after a QoS 1 one is not held until the QoS 1 one is delivered, only until it is routed", async () => {
+      const b = broker();
+      await b.start();
+      const bus = b.localBus();
+      // An in-process subscriber that holds the alert's delivery (as a full inbox would): the
+      // QoS 1 publish cannot complete while it is held.
+      let release: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      await bus.subscribe("vigil/gw/alerts/#", () => held);
+      const net = await collector(b.url(), "vigil/gw/#");
+
+      let alertDone = false;
+      const alert = bus.publish("vigil/gw/alerts/p1", "alert", { qos: 1 }).then(() => (alertDone = true));
+      const prediction = bus.publish("vigil/gw/predictions/p1", "prediction", { qos: 0 });
+      await prediction;
+      await net.until(2);
+      expect(alertDone).toBe(false); // still held by the in-process subscriber
+      // Both arrived (the network subscriber de-duplicates by aedes' packet number: order matters).
+      expect(net.got).toEqual(["alert", "prediction"]);
+      release();
+      await alert;
+      expect(alertDone).toBe(true);
+    });
+
+    it("a retained QoS 0 publish followed by plain QoS 0 ones: none is dropped, order kept", async () => {
+      const b = broker();
+      await b.start();
+      const bus = b.localBus();
+      const net = await collector(b.url(), "vigil/gw/#");
+      const sent: Promise<void>[] = [];
+      for (let i = 0; i < 10; i++) {
+        sent.push(
+          bus.publish(`vigil/gw/${i % 3 === 0 ? "status" : "predictions/p1"}`, String(i), {
+            qos: 0,
+            retain: i % 3 === 0,
+          }),
+        );
+      }
+      await Promise.all(sent);
+      await net.until(10);
+      expect(net.got).toEqual(Array.from({ length: 10 }, (_, i) => String(i)));
+    });
+
+    it("a publish that fails before reaching the router does not stop the ones behind it", async () => {
+      const b = broker();
+      await b.start();
+      const bus = b.localBus();
+      const net = await collector(b.url(), "vigil/#");
+      const tooDeep = `vigil/${"x/".repeat(120)}end`; // aedes refuses more than 100 topic levels
+      const failed = bus.publish(tooDeep, "deep", { qos: 1 });
+      const next = bus.publish("vigil/gw/predictions/p1", "after", { qos: 1 });
+      await expect(failed).rejects.toThrow(/too many levels/);
+      await next;
+      await net.until(1);
+      expect(net.got).toEqual(["after"]);
+    });
+  });
 });
