@@ -81,6 +81,8 @@ export class Mosquitto {
         "max_queued_messages 0",
         "max_queued_bytes 0",
         "max_inflight_messages 0",
+        // Nagle off, as on the embedded broker (docs/operations.md): latency is what is measured.
+        "set_tcp_nodelay true",
         "",
       ].join("\n"),
     );
