@@ -26,11 +26,13 @@
  */
 
 import fs from "node:fs";
+import net from "node:net";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { errorMessage } from "../errors.js";
 import { Fifo } from "../system/fifo.js";
 import type { Logger } from "../system/logger.js";
 import { safeUrl } from "../system/net.js";
+import { batchSocketWrites } from "../system/socket-writes.js";
 
 export interface MqttConnectionOptions {
   url: string;
@@ -196,9 +198,8 @@ export class MqttConnection {
       client.options.reconnectPeriod = this.nextDelayMs();
     });
     client.on("connect", () => {
-      // Nagle off (each connect has a new socket): small publishes go out at once instead of
-      // waiting for the broker's delayed ACK of the previous one (docs/benchmarks.md).
-      (client.stream as { setNoDelay?: (noDelay: boolean) => unknown } | undefined)?.setNoDelay?.(true);
+      // Each connect has a new socket: Nagle off, one write per event-loop turn (src/system/socket-writes.ts).
+      if (client.stream instanceof net.Socket) batchSocketWrites(client.stream);
       this.failures = 0;
       this.state = { connected: true, connects: this.state.connects + 1 };
       client.options.reconnectPeriod = o.reconnect.minDelayMs;
