@@ -11,7 +11,7 @@ import path from "node:path";
 import type { InferenceThread } from "../src/inference/placement.js";
 import { PlacingBackend } from "../src/inference/placement.js";
 import { nowMs } from "./lib/clock.js";
-import { PUMP_HEALTH_DIR } from "./ort-ceiling.js";
+import type { Workload } from "./lib/workload.js";
 
 export interface StageFigure {
   thread: InferenceThread;
@@ -24,6 +24,7 @@ export interface StageFigure {
 }
 
 export async function measureInferenceStage(
+  workload: Workload,
   batches: readonly number[],
   thread: InferenceThread = "pool",
   durationMs = 700,
@@ -34,7 +35,7 @@ export async function measureInferenceStage(
     mainThreadMaxBatchMs: 0.25,
   });
   await pool.start();
-  const session = await pool.createSession(path.join(PUMP_HEALTH_DIR, "model.onnx"), {
+  const session = await pool.createSession(path.join(workload.packageDir, "model.onnx"), {
     executionProviders: ["cpu"],
     intraOpThreads: 1,
     graphOptimizationLevel: "all",
@@ -42,16 +43,19 @@ export async function measureInferenceStage(
   const out: StageFigure[] = [];
   try {
     for (const batch of batches) {
-      const data = Float32Array.from({ length: batch * 16 }, (_, i) => Math.sin(i) * 1.5);
-      const dims = [batch, 16];
-      await session.benchmark?.("input", data, dims, 0, 200);
+      const dims = workload.inputDims(batch);
+      const data = Float32Array.from(
+        { length: dims.reduce((a, b) => a * b, 1) },
+        (_, i) => Math.sin(i) * 1.5,
+      );
+      await session.benchmark?.(workload.manifest.input.tensor, data, dims, 0, 200);
       for (const depth of [1, 4]) {
         let calls = 0;
         const started = nowMs();
         const until = started + durationMs;
         const loop = async (): Promise<void> => {
           while (nowMs() < until) {
-            await session.run("input", data, dims);
+            await session.run(workload.manifest.input.tensor, data, dims);
             calls++;
           }
         };

@@ -1,5 +1,5 @@
 /**
- * Raw ONNX Runtime ceiling: the shipped pump-health model run by onnxruntime-node directly,
+ * Raw ONNX Runtime ceiling: the workload's shipped model run by onnxruntime-node directly,
  * with the session options Vigil uses (CPU, 1 intra-op thread, sequential, all graph
  * optimisations), so the only difference from Vigil's inference stage is Vigil itself.
  * A bench file may import onnxruntime-node directly: this is the ceiling, not the product.
@@ -10,11 +10,8 @@
 
 import path from "node:path";
 import ort from "onnxruntime-node";
-import { ROOT } from "./lib/paths.js";
 import { nowMs } from "./lib/clock.js";
-
-export const PUMP_HEALTH_DIR = path.join(ROOT, "models", "pump-health", "1.0.0");
-const FEATURES = 16;
+import type { Workload } from "./lib/workload.js";
 
 export interface OrtFigure {
   batch: number;
@@ -28,10 +25,11 @@ export class OrtCeiling {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly provider: string,
+    private readonly workload: Workload,
   ) {}
 
-  static async open(): Promise<OrtCeiling> {
-    const session = await ort.InferenceSession.create(path.join(PUMP_HEALTH_DIR, "model.onnx"), {
+  static async open(workload: Workload): Promise<OrtCeiling> {
+    const session = await ort.InferenceSession.create(path.join(workload.packageDir, "model.onnx"), {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",
       intraOpNumThreads: 1,
@@ -39,17 +37,18 @@ export class OrtCeiling {
       executionMode: "sequential",
       logSeverityLevel: 3,
     });
-    return new OrtCeiling(session, "cpu");
+    return new OrtCeiling(session, "cpu", workload);
   }
 
   /** Windows/s at `batch`, after `warmupMs` of runs, over about `durationMs` (at most `maxRuns` runs). */
   async measure(batch: number, durationMs = 1_000, warmupMs = 300, maxRuns = 1_000_000): Promise<OrtFigure> {
-    const input = new Float32Array(batch * FEATURES);
+    const dims = this.workload.inputDims(batch);
+    const input = new Float32Array(dims.reduce((a, b) => a * b, 1));
     for (let i = 0; i < input.length; i++) input[i] = Math.sin(i) * 1.5; // z-scored-like values
     const name = this.session.inputNames[0] ?? "input";
     let sink = 0;
     const once = async (): Promise<void> => {
-      const out = await this.session.run({ [name]: new ort.Tensor("float32", input, [batch, FEATURES]) });
+      const out = await this.session.run({ [name]: new ort.Tensor("float32", input, dims) });
       for (const t of Object.values(out)) sink += Number((t.data as Float32Array)[0] ?? 0);
     };
     // The first few thousand runs are up to 2x slower (V8 and ORT warming up): time-based warm-up.

@@ -11,7 +11,7 @@
 import mqtt, { type MqttClient } from "mqtt";
 import { nowMs } from "./lib/clock.js";
 import type { FromChild, RunPlan, ToChild } from "./lib/protocol.js";
-import { PayloadSource, assetName, rowTopic } from "./lib/workload.js";
+import { PayloadSource, assetName, rowTopic, workload } from "./lib/workload.js";
 
 function send(msg: FromChild): void {
   process.send?.(msg);
@@ -28,13 +28,14 @@ let prepared: Prepared | undefined;
 const sources = new Map<string, PayloadSource>();
 
 async function prepare(plan: RunPlan): Promise<void> {
-  const key = `${plan.assets}:${plan.t0Ms}:${plan.signals}`;
+  const key = `${plan.workload}:${plan.assets}:${plan.t0Ms}:${plan.signals}`;
   let source = sources.get(key);
   if (!source) {
-    source = new PayloadSource(plan.assets, plan.t0Ms, plan.signals);
+    source = new PayloadSource(plan.workload, plan.assets, plan.t0Ms, plan.signals);
     sources.set(key, source);
   }
-  const topicOf = Array.from({ length: plan.assets }, (_, a) => rowTopic(assetName(a), plan.topicRoot));
+  const w = workload(plan.workload);
+  const topicOf = Array.from({ length: plan.assets }, (_, a) => rowTopic(assetName(w, a), plan.topicRoot));
   const topics: string[] = [];
   const payloads: Buffer[] = [];
   let bytes = 0;

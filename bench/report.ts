@@ -399,7 +399,7 @@ export function targets(r: BenchResult): TargetRow[] {
 export function targetsTable(r: BenchResult): string {
   return table([
     [
-      "Target (issue 6, this machine, 1,000 assets × 14 signals, shipped model)",
+      `Target (issue 6, this machine, 1,000 assets × 14 signals, shipped model; workload "${String(r.workload.name)}")`,
       "Required",
       "Measured",
       "Met",
@@ -444,7 +444,7 @@ export function printReport(r: BenchResult): void {
   );
   const w = r.workload;
   out.push(
-    `Workload: ${fmt(Number(w.assets))} assets × ${String(w.signals)} signals, one row per asset per second of event time; ${String(w.model)}; store synchronous=${String(w.storeSynchronous)}; embedded broker in-process=${String(w.inProcess ?? true)}; inference.workers=${String(w.workers)}; gateway NODE_OPTIONS "${String(w.gatewayNodeOptions ?? "")}"; floods of ${fmt(Number(w.assets) * Number(w.floodRows))} messages × ${String(w.floodReps)}.`,
+    `Workload "${String(w.name)}": ${fmt(Number(w.assets))} assets × ${String(w.signals)} signals, one row per asset per second of event time; ${String(w.describe)}; store synchronous=${String(w.storeSynchronous)}; embedded broker in-process=${String(w.inProcess ?? true)}; inference.workers=${String(w.workers)}; gateway NODE_OPTIONS "${String(w.gatewayNodeOptions ?? "")}", V8 flags "${String(w.gatewayV8Flags ?? "")}"; floods of ${fmt(Number(w.assets) * Number(w.floodRows))} messages × ${String(w.floodReps)}.`,
   );
   for (const [what, why] of Object.entries(r.skipped)) out.push(`SKIPPED ${what}: ${why}`);
   out.push("", "Cold start of the built gateway (fresh process → serving):");

@@ -13,11 +13,14 @@
  * mosquitto (aedes in a process of its own without it): warm-up, paced, floods, half rate;
  * finally raw ONNX Runtime and the store stage at the batch sizes Vigil formed.
  *
- * Options: --assets N (1000), --signals S per row (14), --reps N flood pairs (3),
+ * Options: --assets N (1000), --signals S per row (the workload's: turbofan 15, pump 14), --reps N flood pairs (3),
  * --flood-rows N (50), --paced-rows N (10), --brokers aedes,mosquitto, --no-nodered,
  * --nodered-flood-rows N (20), --profile, --synchronous full|normal, --in-process true|false, --workers auto|N,
  * --max-delay-ms N (Vigil's inference.maxDelayMs; default: Vigil's default),
- * --gateway-node-options "FLAGS" (NODE_OPTIONS of the gateway's process, e.g. V8 heap limits).
+ * --gateway-node-options "FLAGS" (NODE_OPTIONS of the gateway's process, e.g. V8 heap limits),
+ * --gateway-v8-flags "FLAGS" (V8 flags NODE_OPTIONS refuses, set by v8.setFlagsFromString in the
+ * gateway's process before it starts, e.g. --heap-growing-percent=25),
+ * --workload turbofan|pump (bench/lib/workload.ts; default turbofan).
  */
 
 import { execFileSync } from "node:child_process";
@@ -29,11 +32,11 @@ import { PublisherHandle } from "./lib/publisher-handle.js";
 import { findMosquitto, Mosquitto } from "./lib/mosquitto.js";
 import { BENCH_SRC, ROOT, compiled } from "./lib/paths.js";
 import { RpcChild } from "./lib/rpc.js";
-import { alignedT0, type WindowGeometry } from "./lib/workload.js";
+import { WORKLOADS, alignedT0, workload, type WorkloadName } from "./lib/workload.js";
 import type { ProfileSummary } from "./lib/profile.js";
 import { machineInfo } from "./machine.js";
 import { measureFsync } from "./fsync-ceiling.js";
-import { OrtCeiling, PUMP_HEALTH_DIR, type OrtFigure } from "./ort-ceiling.js";
+import { OrtCeiling, type OrtFigure } from "./ort-ceiling.js";
 import { measureInferenceStage } from "./inference-stage.js";
 import { measureStore, type StoreFigure } from "./store-stage.js";
 import {
@@ -49,7 +52,8 @@ import type { GatewayStarted, GatewayStats } from "./hosts/gateway-host.js";
 const { values: args } = parseArgs({
   options: {
     assets: { type: "string", default: "1000" },
-    signals: { type: "string", default: "14" },
+    workload: { type: "string", default: "turbofan" },
+    signals: { type: "string" },
     reps: { type: "string", default: "3" },
     "flood-rows": { type: "string", default: "50" },
     "paced-rows": { type: "string", default: "10" },
@@ -62,6 +66,7 @@ const { values: args } = parseArgs({
     workers: { type: "string", default: "auto" },
     "max-delay-ms": { type: "string" },
     "gateway-node-options": { type: "string", default: "" },
+    "gateway-v8-flags": { type: "string", default: "" },
   },
 });
 
@@ -71,8 +76,12 @@ function positiveInt(name: string, text: string | undefined): number {
   return n;
 }
 
+if (!WORKLOADS.includes(args.workload as WorkloadName)) {
+  throw new Error(`--workload must be one of ${WORKLOADS.join(", ")}, got ${args.workload}`);
+}
+const WORKLOAD = workload(args.workload as WorkloadName);
 const ASSETS = positiveInt("assets", args.assets);
-const SIGNALS = positiveInt("signals", args.signals);
+const SIGNALS = args.signals === undefined ? WORKLOAD.defaultSignals : positiveInt("signals", args.signals);
 const REPS = positiveInt("reps", args.reps);
 const FLOOD_ROWS = positiveInt("flood-rows", args["flood-rows"]);
 const PACED_ROWS = positiveInt("paced-rows", args["paced-rows"]);
@@ -82,8 +91,12 @@ const SYNCHRONOUS = args.synchronous === "normal" ? "normal" : "full";
 const IN_PROCESS = args["in-process"] !== "false";
 const WORKERS = args.workers === "auto" ? "auto" : Number(args.workers);
 const BROKERS = (args.brokers ?? "").split(",").filter((b) => b === "aedes" || b === "mosquitto");
-/** Rows of the warm-up runs: the first window of every asset closes at row 10. */
-const WARMUP_ROWS = 12;
+/** Rows of the warm-up runs: a few past the row that closes every asset's first window. */
+const WARMUP_ROWS = (() => {
+  let r = 0;
+  while (!WORKLOAD.closes(r)) r++;
+  return r + 3;
+})();
 /** 1,000 assets at one row a second each: the site's real load. */
 const PACED_RATE_PER_SEC = ASSETS;
 const RELAY_PACED_ROWS = 3;
@@ -92,24 +105,10 @@ const RUN_TIMEOUT_MS = 60_000;
 const RESULTS = path.join(BENCH_SRC, "results", "latest.json");
 const NODERED_DIR = path.join(BENCH_SRC, "nodered");
 
-if (SIGNALS < 4) throw new Error("--signals must be at least 4 (the model's)");
+if (SIGNALS < WORKLOAD.modelSignals)
+  throw new Error(`--signals must be at least ${WORKLOAD.modelSignals} (the model's)`);
 if (args.signals !== undefined && SIGNALS > 256)
   throw new Error("--signals at most 256 (ingest.maxSignalsPerAsset)");
-
-interface Manifest {
-  input: { window: { type: string; sizeMs?: number; hopMs?: number; sampleMs?: number } };
-}
-
-function geometry(): WindowGeometry {
-  const manifest = JSON.parse(
-    fs.readFileSync(path.join(PUMP_HEALTH_DIR, "manifest.json"), "utf8"),
-  ) as Manifest;
-  const w = manifest.input.window;
-  if (w.type !== "time" || !w.sizeMs || !w.hopMs || w.sampleMs !== 1000) {
-    throw new Error("the bench's traffic assumes pump-health's 1 s time windows; update lib/workload.ts");
-  }
-  return { sizeMs: w.sizeMs, hopMs: w.hopMs };
-}
 
 function log(line: string): void {
   process.stderr.write(`  · ${line}\n`);
@@ -153,7 +152,7 @@ function vigilOverrides(dataDir: string, brokerUrl: string | undefined): Record<
     "ingest.maxReadingsPerSecond": 0,
     "ingest.maxReadingsPerSecondPerAsset": 0,
     // The workload's model only (models/ also ships models for other machines' signals).
-    "models.dir": path.join(ROOT, "models", "pump-health"),
+    "models.dir": WORKLOAD.modelsDir,
     "store.synchronous": SYNCHRONOUS,
     "inference.workers": WORKERS,
     ...(args["max-delay-ms"] !== undefined ? { "inference.maxDelayMs": Number(args["max-delay-ms"]) } : {}),
@@ -172,23 +171,22 @@ async function brokerRuns(
   extraPids: number[],
   publisher: PublisherHandle,
   t0Ms: number,
-  geo: WindowGeometry,
 ): Promise<BrokerResult> {
   const common = {
     assets: ASSETS,
     signals: SIGNALS,
     t0Ms,
-    geometry: geo,
+    workload: WORKLOAD,
     inflight: INFLIGHT,
     timeoutMs: RUN_TIMEOUT_MS,
     extraPids,
     broker,
   };
   const relayHost = RpcChild.fork(compiled("hosts/relay-host.js"));
-  const vigilHost = RpcChild.fork(
-    compiled("hosts/gateway-host.js"),
-    args["gateway-node-options"] ? { NODE_OPTIONS: args["gateway-node-options"] } : {},
-  );
+  const vigilHost = RpcChild.fork(compiled("hosts/gateway-host.js"), {
+    ...(args["gateway-node-options"] ? { NODE_OPTIONS: args["gateway-node-options"] } : {}),
+    ...(args["gateway-v8-flags"] ? { VIGIL_BENCH_V8_FLAGS: args["gateway-v8-flags"] } : {}),
+  });
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "vigil-bench-"));
   const targets: Target[] = [];
   try {
@@ -302,7 +300,6 @@ async function nodeRedRuns(
   extraPids: number[],
   publisher: PublisherHandle,
   t0Ms: number,
-  geo: WindowGeometry,
 ): Promise<PeerResult> {
   const host = RpcChild.fork(compiled("nodered/host.js"));
   let target: Target | undefined;
@@ -310,7 +307,7 @@ async function nodeRedRuns(
     log(`Node-RED on ${broker}: start, warm-up, paced ${PACED_RATE_PER_SEC} messages/s`);
     const started = await host.call<{ version: string; startMs: number }>("start", {
       brokerUrl: url,
-      modelDir: PUMP_HEALTH_DIR,
+      modelDir: WORKLOAD.packageDir,
     });
     target = new Target(publisher, {
       kind: "node-red",
@@ -321,7 +318,7 @@ async function nodeRedRuns(
       assets: ASSETS,
       signals: SIGNALS,
       t0Ms,
-      geometry: geo,
+      workload: WORKLOAD,
       inflight: INFLIGHT,
       timeoutMs: RUN_TIMEOUT_MS * 2,
       outputRoot: "vigil/bench",
@@ -361,13 +358,12 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const wallStarted = performance.now();
   const loadBefore = os.loadavg();
-  const geo = geometry();
-  const t0Ms = alignedT0(Date.now(), geo.hopMs, 3_600_000);
+  const t0Ms = alignedT0(Date.now(), WORKLOAD.alignMs, 3_600_000);
   const skipped: Record<string, string> = {};
 
   const cold = coldStarts();
   log("raw ONNX Runtime ceiling");
-  const ort = await OrtCeiling.open();
+  const ort = await OrtCeiling.open(WORKLOAD);
   const ortFigures: OrtFigure[] = [await ort.measure(1), await ort.measure(64)];
   log("raw fdatasync ceiling (temp dir)");
   const fsync = measureFsync();
@@ -384,17 +380,10 @@ async function main(): Promise<void> {
       mosquitto = await Mosquitto.start(mosq.binary);
     }
     for (const b of BROKERS) {
-      if (b === "aedes") brokers.push(await brokerRuns("aedes", undefined, [], publisher, t0Ms, geo));
+      if (b === "aedes") brokers.push(await brokerRuns("aedes", undefined, [], publisher, t0Ms));
       if (b === "mosquitto" && mosquitto)
         brokers.push(
-          await brokerRuns(
-            `mosquitto ${mosquitto.version}`,
-            mosquitto.url,
-            [mosquitto.pid],
-            publisher,
-            t0Ms,
-            geo,
-          ),
+          await brokerRuns(`mosquitto ${mosquitto.version}`, mosquitto.url, [mosquitto.pid], publisher, t0Ms),
         );
     }
     if (args["no-nodered"]) skipped["node-red"] = "--no-nodered";
@@ -411,7 +400,7 @@ async function main(): Promise<void> {
           pids.push(brokerHost.pid);
           name = "aedes (own process)";
         }
-        peer = await nodeRedRuns(name, url, pids, publisher, t0Ms, geo);
+        peer = await nodeRedRuns(name, url, pids, publisher, t0Ms);
       }
     }
 
@@ -431,12 +420,13 @@ async function main(): Promise<void> {
     // Where the gateway placed the model (src/inference/placement.ts): the stage alone runs there.
     const placed = (
       brokers[0]?.vigil.status as { models?: { name: string; placement?: { thread?: string } }[] } | undefined
-    )?.models?.find((m) => m.name === "pump-health")?.placement?.thread;
+    )?.models?.find((m) => m.name === WORKLOAD.model)?.placement?.thread;
     const thread = placed === "main" ? "main" : "pool";
     log(
       `Vigil's inference stage alone (${thread === "main" ? "main thread" : "worker pool"}) at the same batch sizes`,
     );
     const stage = await measureInferenceStage(
+      WORKLOAD,
       [...new Set([1, 64, ...ortFigures.map((f) => f.batch)])].sort((a, b) => a - b),
       thread,
     );
@@ -452,8 +442,10 @@ async function main(): Promise<void> {
       workload: {
         assets: ASSETS,
         signals: SIGNALS,
-        model: "pump-health@1.0.0",
-        window: geo,
+        name: WORKLOAD.name,
+        model: `${WORKLOAD.model}@${WORKLOAD.version}`,
+        window: WORKLOAD.manifest.input.window,
+        describe: WORKLOAD.describe,
         rowMs: 1000,
         warmupRows: WARMUP_ROWS,
         pacedRows: PACED_ROWS,
@@ -466,6 +458,7 @@ async function main(): Promise<void> {
         inProcess: IN_PROCESS,
         workers: WORKERS,
         gatewayNodeOptions: args["gateway-node-options"],
+        gatewayV8Flags: args["gateway-v8-flags"],
       },
       coldStarts: cold,
       ort: ortFigures,

@@ -18,7 +18,7 @@ import { CpuMeter, type CpuShare } from "./lib/cpu.js";
 import type { PublisherHandle } from "./lib/publisher-handle.js";
 import type { RpcChild, RunMeasure } from "./lib/rpc.js";
 import { distribution, mib, type Distribution } from "./lib/stats.js";
-import { ROW_MS, windowsClosed, type WindowGeometry } from "./lib/workload.js";
+import { ROW_MS, assetIndex, windowsClosed, type Workload } from "./lib/workload.js";
 import type { GatewayStats } from "./hosts/gateway-host.js";
 
 export type TargetKind = "vigil" | "relay" | "node-red";
@@ -35,7 +35,7 @@ export interface TargetOptions {
   assets: number;
   signals: number;
   t0Ms: number;
-  geometry: WindowGeometry;
+  workload: Workload;
   inflight: number;
   timeoutMs: number;
   /** Topic root of the target's outputs ("vigil/bench" or "relay"). */
@@ -95,11 +95,6 @@ interface Arrival {
   asset: number;
   row: number;
   atMs: number;
-}
-
-/** `pump-0042` → 41. */
-function assetIndex(name: string): number {
-  return Number(name.slice("pump-".length)) - 1;
 }
 
 export class Target {
@@ -162,7 +157,7 @@ export class Target {
 
   private expectedOutputs(rowFrom: number, rowTo: number): number {
     if (this.o.kind === "relay") return this.o.assets * (rowTo - rowFrom);
-    return this.o.assets * windowsClosed(rowFrom, rowTo, this.o.geometry);
+    return this.o.assets * windowsClosed(rowFrom, rowTo, this.o.workload);
   }
 
   /** How many payloads the target has taken in (relay: relayed). */
@@ -181,6 +176,7 @@ export class Target {
     const expected = this.expectedOutputs(rowFrom, rowTo);
     await this.publisher.prepare({
       url: o.url,
+      workload: o.workload.name,
       assets: o.assets,
       signals: o.signals,
       topicRoot: o.inputRoot,
@@ -258,10 +254,11 @@ export class Target {
     };
     if (o.kind === "vigil" && before) {
       const after = await o.host.call<GatewayStats>("stats");
-      const key = Object.keys(after.pipeline?.models ?? {}).find((k) => k.startsWith("pump-health")) ?? "";
+      const model = o.workload.model;
+      const key = Object.keys(after.pipeline?.models ?? {}).find((k) => k.startsWith(model)) ?? "";
       const m1 = after.pipeline?.models[key];
       const m0 = before.pipeline?.models[key];
-      const ours = (s: { modelPath?: string }): boolean => s.modelPath?.includes("pump-health") ?? false;
+      const ours = (s: { modelPath?: string }): boolean => s.modelPath?.includes(model) ?? false;
       const s1 = after.pool?.sessions.find(ours);
       const s0 = before.pool?.sessions.find(ours);
       const batches = (m1?.batches ?? 0) - (m0?.batches ?? 0);

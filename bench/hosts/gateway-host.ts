@@ -7,6 +7,7 @@
  */
 
 import fs from "node:fs";
+import v8 from "node:v8";
 import { Session } from "node:inspector/promises";
 import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
@@ -14,6 +15,10 @@ import type { PipelineStats } from "../../src/pipeline/pipeline.js";
 import { silentLogger } from "../../src/system/logger.js";
 import { summariseProfile, type ProfileSummary } from "../lib/profile.js";
 import { RunMeter, memory, serve, type RunMeasure } from "../lib/rpc.js";
+
+// `npm run bench -- --gateway-v8-flags "..."`: V8 flags that NODE_OPTIONS refuses (such as
+// --heap-growing-percent), set before the gateway allocates anything.
+if (process.env.VIGIL_BENCH_V8_FLAGS) v8.setFlagsFromString(process.env.VIGIL_BENCH_V8_FLAGS);
 
 let gateway: Gateway | undefined;
 const meter = new RunMeter();

@@ -1,10 +1,14 @@
 /** Messages between the measuring process and the publisher child (`bench/publisher.ts`), over IPC. */
 
+import type { WorkloadName } from "./workload.js";
+
 export interface RunPlan {
   /** Broker to publish to. */
   url: string;
+  /** Which traffic (lib/workload.ts). */
+  workload: WorkloadName;
   assets: number;
-  /** Signals per row (the model's 4 and others). */
+  /** Signals per row (the model's and others). */
   signals: number;
   /** First topic level: rows go to `<topicRoot>/<asset>/row` ("plant" for Vigil and Node-RED). */
   topicRoot: string;

@@ -9,16 +9,20 @@
  * Libraries reach the function nodes through `functionGlobalContext` (settings.js), the same
  * onnxruntime-node and better-sqlite3 builds Vigil uses, so the comparison is of the pipelines.
  *
- * Only for the shipped pump-health model's shape: a time window with rows of every signal at
- * every `sampleMs` (the bench's traffic), aggregate features, z-score, outputs [1,1].
+ * For the two shapes the bench's workloads use (bench/lib/workload.ts): turbofan-rul's count
+ * window with sequence features (z-score per signal, layout NTC or NCT) and pump-health's time
+ * window with rows of every signal at every `sampleMs`, aggregate features, z-score; outputs [1,1].
  */
 
 interface Manifest {
+  name: string;
+  version: string;
   input: {
     tensor: string;
     signals: string[];
-    window: { type: string; sizeMs: number; hopMs: number; sampleMs: number };
-    features: { type: string; functions: string[] };
+    window: { type: string; size?: number; hop?: number; sizeMs?: number; hopMs?: number; sampleMs?: number };
+    features: { type: string; functions?: string[] };
+    layout?: string;
     normalize: { type: string; mean: number[]; std: number[] };
   };
   outputs: { tensor: string; name: string }[];
@@ -33,14 +37,53 @@ interface Manifest {
   }[];
 }
 
-/** Function-node code: per asset, the last rows; at a row ending a window, the window's features. */
-function windowCode(m: Manifest): string {
-  const { sizeMs, hopMs, sampleMs } = m.input.window;
+/** Function-node code for a count window: per asset, the last `size` rows; every `hop` rows, the z-scored sequence. */
+function countWindowCode(m: Manifest): string {
+  const { size, hop } = m.input.window;
+  if (!size || !hop || m.input.features.type !== "sequence")
+    throw new Error("count window without sequence features");
   return `
 const counters = global.get("counters");
 counters.payloads++;
 const SIGNALS = ${JSON.stringify(m.input.signals)};
-const FUNCTIONS = ${JSON.stringify(m.input.features.functions)};
+const MEAN = ${JSON.stringify(m.input.normalize.mean)};
+const STD = ${JSON.stringify(m.input.normalize.std)};
+const SIZE = ${size}, HOP = ${hop}, C = SIGNALS.length, NCT = ${JSON.stringify(m.input.layout === "NCT")};
+const asset = msg.topic.split("/")[1];
+const row = msg.payload;
+if (!row || typeof row.ts !== "number" || !row.values) return null;
+const v = SIGNALS.map((s) => row.values[s]);
+if (v.some((x) => typeof x !== "number")) return null;
+let assets = context.get("assets");
+if (!assets) { assets = {}; context.set("assets", assets); }
+const st = assets[asset] || (assets[asset] = { rows: [], n: 0 });
+st.rows.push({ ts: row.ts, v });
+st.n++;
+if (st.rows.length > SIZE) st.rows.shift();
+if (st.rows.length < SIZE || (st.n - SIZE) % HOP !== 0) return null;
+const features = new Array(SIZE * C);
+st.rows.forEach((r, t) => r.v.forEach((x, c) => {
+  features[NCT ? c * SIZE + t : t * C + c] = (x - MEAN[c]) / (STD[c] === 0 ? 1 : STD[c]);
+}));
+msg.asset = asset;
+msg.windowStart = st.rows[0].ts;
+msg.windowEnd = row.ts;
+msg.features = features;
+msg.dims = NCT ? [1, C, SIZE] : [1, SIZE, C];
+return msg;
+`;
+}
+
+/** Function-node code for a time window: per asset, the last rows; at a row ending a window, the window's features. */
+function windowCode(m: Manifest): string {
+  if (m.input.window.type === "count") return countWindowCode(m);
+  const { sizeMs, hopMs, sampleMs } = m.input.window;
+  if (!sizeMs || !hopMs || !sampleMs) throw new Error("time window without sizeMs, hopMs, sampleMs");
+  return `
+const counters = global.get("counters");
+counters.payloads++;
+const SIGNALS = ${JSON.stringify(m.input.signals)};
+const FUNCTIONS = ${JSON.stringify(m.input.features.functions ?? [])};
 const MEAN = ${JSON.stringify(m.input.normalize.mean)};
 const STD = ${JSON.stringify(m.input.normalize.std)};
 const SIZE = ${sizeMs}, HOP = ${hopMs}, SAMPLE = ${sampleMs};
@@ -91,7 +134,7 @@ function onnxCode(m: Manifest): string {
 const ort = global.get("ort");
 const session = context.get("session");
 const OUTPUTS = ${JSON.stringify(m.outputs.map((o) => [o.tensor, o.name]))};
-session.run({ ${JSON.stringify(m.input.tensor)}: new ort.Tensor("float32", msg.features, [1, msg.features.length]) }).then((out) => {
+session.run({ ${JSON.stringify(m.input.tensor)}: new ort.Tensor("float32", msg.features, msg.dims || [1, msg.features.length]) }).then((out) => {
   msg.outputs = {};
   for (const [tensor, name] of OUTPUTS) msg.outputs[name] = Number(out[tensor].data[0]);
   node.send(msg);
@@ -107,7 +150,7 @@ const RULES = ${JSON.stringify(m.alerts)};
 let states = context.get("states");
 if (!states) { states = {}; context.set("states", states); }
 const out = [{ topic: "prediction", payload: {
-  gatewayId: "bench", asset: msg.asset, model: "pump-health", modelVersion: "1.0.0",
+  gatewayId: "bench", asset: msg.asset, model: ${JSON.stringify(m.name)}, modelVersion: ${JSON.stringify(m.version)},
   ts: msg.windowEnd, windowStart: msg.windowStart, windowEnd: msg.windowEnd, outputs: msg.outputs } }];
 const mine = states[msg.asset] || (states[msg.asset] = {});
 for (const rule of RULES) {
