@@ -144,6 +144,12 @@ export class RowAssembler {
     let doneForAll = true;
     for (const c of consumers) {
       if (row.delivered.has(c.key)) continue;
+      // Fewer distinct signals than the consumer reads: cannot be complete (no array, no lookups;
+      // a 15-signal message would otherwise try 15 times, 120 lookups).
+      if (row.values.size < c.signals.length) {
+        doneForAll = false;
+        continue;
+      }
       const values: number[] = [];
       for (const s of c.signals) {
         const v = row.values.get(s);
@@ -199,6 +205,7 @@ export class RowAssembler {
     st.newestDoneTsMs = tsMs;
     const horizon = tsMs - this.rowToleranceMs;
     for (const ts of st.done) if (ts < horizon) st.done.delete(ts);
+    if (st.pending.size === 0) return;
     const stale = [...st.pending.keys()].filter((ts) => ts < horizon).sort((a, b) => a - b);
     for (const ts of stale) {
       st.pending.delete(ts);
