@@ -24,6 +24,10 @@
  * retained one before it has not reached the router yet — not until it is delivered: the
  * broker's emitter is wrapped to see each packet enter it, so an alert holds the predictions
  * behind it for microseconds, not for its socket writes. Plain QoS 0 publishes never wait.
+ * Routing order is delivery order for every subscriber; on the wire to a persistent-session
+ * subscriber a QoS 1/2 packet also waits for the persistence's outgoing update, which with
+ * aedes' default in-memory persistence settles in microtasks (a slower persistence could let a
+ * later QoS 0 packet be written first; nothing is dropped).
  */
 
 import { timingSafeEqual } from "node:crypto";
@@ -139,8 +143,11 @@ export class EmbeddedBroker {
 
   /** Local publishes waiting behind a QoS 1/2 or retained one not yet routed (see the header). */
   private readonly localQueue = new Fifo<LocalPublish>();
-  /** aedes' number (brokerCounter) of the local publish the queue waits for to reach the router. */
-  private awaitingRouter: number | undefined;
+  /**
+   * The local publish the queue waits for to reach the router: its broker (a restarted broker
+   * counts from 0 again) and aedes' number for it (brokerCounter).
+   */
+  private awaitingRouter: { broker: Aedes; counter: number } | undefined;
 
   /** Sees every packet enter aedes' emitter (its router), in the order subscribers get them. */
   private watchRouter(broker: Aedes): void {
@@ -148,7 +155,8 @@ export class EmbeddedBroker {
     const emit = mq.emit.bind(mq);
     mq.emit = (packet, done) => {
       const result = emit(packet, done);
-      if (this.awaitingRouter !== undefined && packet.brokerCounter === this.awaitingRouter) this.routed();
+      const awaited = this.awaitingRouter;
+      if (awaited?.broker === broker && packet.brokerCounter === awaited.counter) this.routed();
       return result;
     };
   }
@@ -167,13 +175,13 @@ export class EmbeddedBroker {
         continue;
       }
       // The number aedes gives this packet (aedes-packet: ++broker.counter), known before the call.
-      const counter = (broker as unknown as { counter: number }).counter + 1;
-      if (p.qos > 0 || p.retain) this.awaitingRouter = counter;
+      const awaited = { broker, counter: (broker as unknown as { counter: number }).counter + 1 };
+      if (p.qos > 0 || p.retain) this.awaitingRouter = awaited;
       broker.publish(
         { cmd: "publish", topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: false },
         (err?: Error) => {
           // Done, or failed before reaching the router: the queue must not wait for it any longer.
-          if (this.awaitingRouter === counter) this.routed();
+          if (this.awaitingRouter === awaited) this.routed();
           if (err) p.reject(err);
           else p.resolve();
         },

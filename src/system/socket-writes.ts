@@ -15,8 +15,11 @@
  * Contract: `batchSocketWrites(socket)` changes only that socket: its `uncork()` calls are
  * counted and replayed in one `setImmediate` (cork depth and write order are kept); `end()`
  * and `destroy()` first replay what is owed and from then on uncork at once, so what was
- * written before them is handed to the socket before them, and ending, finishing and closing
- * happen as without it. Calling it twice on one socket has no further effect. No I/O of its own.
+ * written a tick or more before them is handed to the socket before them, and ending,
+ * finishing and closing happen as without it.
+ * Write callbacks now come one turn later (after other `setImmediate`s of the turn the write
+ * was made in); neither aedes nor MQTT.js depends on that order. Calling it twice on one
+ * socket has no further effect. No I/O of its own.
  */
 
 import type net from "node:net";
@@ -51,8 +54,10 @@ export function batchSocketWrites(socket: net.Socket): void {
     flush();
     return end(...args);
   }) as net.Socket["end"];
-  // What was written before destroy() went out before it without batching (the uncork ran on
-  // the next tick, the destroy later): aedes writes a refusing CONNACK and then destroys.
+  // What was written a tick or more before destroy() went out before it without batching (the
+  // uncork ran on the next tick, the destroy later): aedes writes a refusing CONNACK and then
+  // destroys. With an error too (on a broken connection the owed writes' callbacks then see
+  // EPIPE rather than ECONNRESET; the socket's own 'error' is unchanged).
   socket.destroy = ((...args: Parameters<net.Socket["destroy"]>) => {
     ending = true;
     flush();

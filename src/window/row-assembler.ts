@@ -30,7 +30,7 @@
  *   - At most `maxPendingRows` rows are pending; adding one more evicts the pending row with
  *     the smallest ts (which may be the new one) as `incomplete_row`, after any delivery the
  *     new reading caused.
- * Consumers must have distinct keys and non-empty signal lists. An asset whose consumers
+ * Consumers must have distinct keys and non-empty signal lists without repeats. An asset whose consumers
  * include a model whose signals it never publishes leaves rows pending forever, each
  * eventually evicted and counted: pass only models the asset actually feeds.
  * State: in memory only. Not thread-safe (single event loop).
@@ -89,6 +89,8 @@ export class RowAssembler {
   readonly maxPendingRows: number;
   readonly rowToleranceMs: number;
   private readonly assets = new Map<string, AssetRows>();
+  /** Signal lists already validated (the same manifest array arrives with every reading). */
+  private readonly checkedSignals = new WeakSet<readonly string[]>();
 
   constructor(options: RowAssemblerOptions = {}) {
     this.maxPendingRows = options.maxPendingRows ?? DEFAULT_MAX_PENDING_ROWS;
@@ -110,8 +112,13 @@ export class RowAssembler {
       throw new VigilError("WINDOW_READING", `reading ${asset}/${signal} has a non-finite ts or value`);
     }
     for (const c of consumers) {
+      if (this.checkedSignals.has(c.signals)) continue;
       if (c.signals.length === 0)
         throw new VigilError("WINDOW_SPEC", `row consumer ${c.key} reads no signal`);
+      // Distinct signals: the completeness check below counts distinct signals in a row.
+      if (new Set(c.signals).size !== c.signals.length)
+        throw new VigilError("WINDOW_SPEC", `row consumer ${c.key} lists a signal twice`);
+      this.checkedSignals.add(c.signals);
     }
     if (!consumers.some((c) => c.signals.includes(signal))) return { rows: [], rejects: [] };
 

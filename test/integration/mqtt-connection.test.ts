@@ -222,7 +222,7 @@ for (const mode of ["tcp", "in-process"] as const) {
   });
 }
 
-describe("Nagle's algorithm is off on the gateway's MQTT sockets", () => {
+describe("Nagle's algorithm is off and writes are batched on the gateway's MQTT sockets", () => {
   // With Nagle, a small packet written while the previous one is unacknowledged waits for the
   // peer's delayed ACK (up to 40 ms on Linux): predictions arrived 20 ms late at 1,000 msg/s.
   it("on the embedded broker's side of every connection and on the gateway's client socket", async () => {
@@ -252,6 +252,10 @@ describe("Nagle's algorithm is off on the gateway's MQTT sockets", () => {
       const clientSide = calls.filter((c) => c.socket.remotePort === port);
       expect(serverSide.map((c) => c.args)).toEqual([[true]]);
       expect(clientSide.map((c) => c.args)).toEqual([[true]]);
+      // Both sides batch their writes per event-loop turn (src/system/socket-writes.ts wraps uncork).
+      for (const side of [serverSide, clientSide]) {
+        expect(Object.prototype.hasOwnProperty.call(side[0]?.socket, "uncork")).toBe(true);
+      }
     } finally {
       spy.mockRestore();
     }

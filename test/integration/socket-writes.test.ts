@@ -94,6 +94,20 @@ describe("batchSocketWrites", () => {
     expect(await got).toBe("connack-5");
   });
 
+  it("destroy(err) a tick after a write still sends it first, as without batching", async () => {
+    const { server, client } = await pair();
+    batchSocketWrites(server);
+    const closed = new Promise<void>((resolve) => client.on("close", () => resolve()));
+    let text = "";
+    client.on("data", (d: Buffer) => (text += d.toString()));
+    client.on("error", () => undefined);
+    server.on("error", () => undefined);
+    writePacket(server, ["sent"]);
+    process.nextTick(() => process.nextTick(() => server.destroy(new Error("given up"))));
+    await closed;
+    expect(text).toBe("sent");
+  });
+
   it("turns Nagle's algorithm off", async () => {
     const { server } = await pair();
     const calls: unknown[][] = [];

@@ -151,5 +151,8 @@ describe("RowAssembler", () => {
     const asm = new RowAssembler();
     expect(() => asm.add(r("s1", Number.NaN, 1), [A])).toThrow(VigilError);
     expect(() => asm.add(r("s1", 1, 1), [{ key: "E", signals: [] }])).toThrow(VigilError);
+    expect(() => asm.add(r("s1", 1, 1), [{ key: "D", signals: ["s1", "s1"] }])).toThrow(
+      /lists a signal twice/,
+    );
   });
 });
