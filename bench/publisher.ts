@@ -54,6 +54,12 @@ async function prepare(plan: RunPlan): Promise<void> {
     connectTimeout: 10_000,
     clean: true,
   });
+  // Paced traffic stands for many sensors, each on its own connection sending now and then, where
+  // Nagle's algorithm never holds a packet; on this one shared connection it would (a packet
+  // written while the previous one is unacknowledged waits for the delayed ACK): measured, the
+  // bare relay's p50 at 5,000 msg/s was 17.5 ms with it. Floods keep the default (coalescing
+  // helps the publisher keep up, for every target alike).
+  if (plan.mode === "paced") (client.stream as { setNoDelay?: (on: boolean) => unknown }).setNoDelay?.(true);
   prepared = { plan, client, topics, payloads };
   send({ type: "prepared", payloadBytes: bytes });
 }

@@ -238,6 +238,11 @@ async function brokerRuns(
     const halfRate = Math.max(1, Math.round(maxRate / 2));
     log(`${broker}: Vigil paced at half its flood rate (${halfRate} messages/s)`);
     const half = await vigil.run("half max", "paced", PACED_ROWS, halfRate);
+    // The ceiling for that latency: the bare relay paced at the same rate, through the same
+    // broker, publisher and subscriber (what the harness itself adds at that rate).
+    log(`${broker}: relay paced at Vigil's half rate (${halfRate} messages/s)`);
+    relay.nextRow = vigil.nextRow;
+    const relayHalf = await relay.run("half max", "paced", PACED_ROWS, halfRate);
     let profile: ProfileSummary | undefined;
     let profiled: RunFigure | undefined;
     if (args.profile) {
@@ -254,7 +259,7 @@ async function brokerRuns(
     await relayHost.call("stop");
     return {
       broker,
-      relay: { warmup: relayWarmup, paced: relayPaced, floods: relayFloods },
+      relay: { warmup: relayWarmup, paced: relayPaced, floods: relayFloods, half: relayHalf },
       vigil: {
         startMs: started.startMs,
         rssAfterStartMiB: started.rssBytes / 1024 / 1024,
