@@ -99,6 +99,22 @@ function shippedPackage(model: string): string {
   return path.join(modelsDir, versions[0] as string);
 }
 
+/** The fields every workload takes from its model package. */
+function fromPackage(
+  name: WorkloadName,
+  packageDir: string,
+  manifest: BenchManifest,
+): Pick<Workload, "name" | "model" | "version" | "packageDir" | "modelsDir" | "manifest"> {
+  return {
+    name,
+    model: manifest.name,
+    version: manifest.version,
+    packageDir,
+    modelsDir: path.dirname(packageDir),
+    manifest,
+  };
+}
+
 export function workload(name: WorkloadName): Workload {
   if (name === "turbofan") {
     const packageDir = shippedPackage("turbofan-rul");
@@ -111,12 +127,7 @@ export function workload(name: WorkloadName): Workload {
     const size = w.size;
     const hop = w.hop;
     return {
-      name,
-      model: manifest.name,
-      version: manifest.version,
-      packageDir,
-      modelsDir: path.dirname(packageDir),
-      manifest,
+      ...fromPackage(name, packageDir, manifest),
       assetPrefix: "engine-",
       modelSignals: c,
       defaultSignals: c,
@@ -136,12 +147,7 @@ export function workload(name: WorkloadName): Workload {
   const hopMs = w.hopMs;
   const features = manifest.input.signals.length * (manifest.input.features.functions?.length ?? 1);
   return {
-    name,
-    model: manifest.name,
-    version: manifest.version,
-    packageDir,
-    modelsDir: path.dirname(packageDir),
-    manifest,
+    ...fromPackage(name, packageDir, manifest),
     assetPrefix: "pump-",
     modelSignals: manifest.input.signals.length,
     defaultSignals: 14,
