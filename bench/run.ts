@@ -9,7 +9,8 @@
  * fdatasync; then for each broker (aedes — embedded in the gateway and in the relay — and
  * mosquitto when installed): relay and Vigil hosts started, warm-ups, paced latency at the real
  * load (1 row per asset per second), flood pairs (relay, then Vigil, on the same rows), Vigil
- * paced at half its own flood rate, and, with --profile, one profiled flood; then Node-RED on
+ * paced at half its own flood rate and the relay paced at that same rate (the latency ceiling
+ * there), and, with --profile, one profiled flood; then Node-RED on
  * mosquitto (aedes in a process of its own without it): warm-up, paced, floods, half rate;
  * finally raw ONNX Runtime and the store stage at the batch sizes Vigil formed.
  *

@@ -30,8 +30,8 @@
  *   - At most `maxPendingRows` rows are pending; adding one more evicts the pending row with
  *     the smallest ts (which may be the new one) as `incomplete_row`, after any delivery the
  *     new reading caused.
- * Consumers must have distinct keys and non-empty signal lists without repeats. An asset whose consumers
- * include a model whose signals it never publishes leaves rows pending forever, each
+ * Consumers must have distinct keys and non-empty signal lists without repeats. An asset whose
+ * consumers include a model whose signals it never publishes leaves rows pending forever, each
  * eventually evicted and counted: pass only models the asset actually feeds.
  * State: in memory only. Not thread-safe (single event loop).
  * Failure: data problems are rejected and counted, never thrown; a non-finite ts or value, or
